@@ -1,0 +1,1 @@
+"""Data preparation: the built-in demo corpus (and, later, any audio in)."""

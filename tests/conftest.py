@@ -1,0 +1,73 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from data_prep.demo_corpus import make_corpus
+from wavenet.model import WaveNet, WaveNetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough for CPU tests, deep enough that the receptive field (1 + 2 * 15 = 31) spans several dilations.
+SMALL = WaveNetConfig(stacks=2, layers_per_stack=4, residual_channels=8, gate_channels=8, skip_channels=16)
+
+# A tiny model on short windows: train.py runs in seconds with these.
+FAST_TRAIN = [
+    "model.stacks=1",
+    "model.layers_per_stack=5",
+    "model.residual_channels=8",
+    "model.gate_channels=8",
+    "model.skip_channels=16",
+    "data.target_length=128",
+    "data.batch_size=2",
+    "data.val_windows=4",
+    "train.device=cpu",
+    "train.progress=false",
+    "train.sample_seconds=0.05",
+    "optim.warmup_steps=2",
+]
+
+
+@pytest.fixture
+def small_model() -> WaveNet:
+    torch.manual_seed(0)
+    return WaveNet(SMALL).eval()
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """Six demo tracks (five train, one validation), made once per test session."""
+    folder = tmp_path_factory.mktemp("corpus")
+    make_corpus(folder, tracks=6, seed=0, log=lambda *_: None)
+    return folder
+
+
+def run_script(script: str, *overrides: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a root script as a user would, in `cwd`, and return what it printed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def trained_run(corpus, tmp_path_factory) -> Path:
+    """A finished 4-step training run on the corpus; returns its run directory."""
+    work = tmp_path_factory.mktemp("work")
+    run_script(
+        "train.py",
+        *FAST_TRAIN,
+        f"data.path={corpus}",
+        "name=fixture",
+        "train.max_steps=4",
+        "train.val_interval=2",
+        f"data.cache_dir={work / 'cache'}",
+        cwd=work,
+    )
+    return work / "runs" / "fixture"

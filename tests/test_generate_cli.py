@@ -1,0 +1,50 @@
+"""generate.py as a user runs it."""
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from tests.conftest import run_script
+from wavenet.audio import mu_law_decode, mu_law_encode
+
+
+def generate(run_dir, out, *overrides):
+    ckpt = run_dir / "checkpoints" / "best.pt"
+    return run_script("generate.py", f"checkpoint={ckpt}", f"out_dir={out}", "device=cpu", *overrides, cwd=out.parent)
+
+
+def test_fixed_seed_is_deterministic_and_writes_n_clips(trained_run, tmp_path):
+    generate(trained_run, tmp_path / "a", "num_clips=3", "seconds=0.1", "batch_size=2", "seed=7")
+    generate(trained_run, tmp_path / "b", "num_clips=3", "seconds=0.1", "batch_size=2", "seed=7")
+    generate(trained_run, tmp_path / "c", "num_clips=3", "seconds=0.1", "batch_size=2", "seed=8")
+    names = sorted(p.name for p in (tmp_path / "a").glob("*.wav"))
+    assert names == ["clip_000.wav", "clip_001.wav", "clip_002.wav"]
+    for name in names:
+        a, rate = sf.read(tmp_path / "a" / name)
+        assert rate == 16000 and len(a) == 1600
+        assert np.array_equal(a, sf.read(tmp_path / "b" / name)[0])
+    assert not np.array_equal(sf.read(tmp_path / "a" / names[0])[0], sf.read(tmp_path / "c" / names[0])[0])
+
+
+def test_clip_starts_with_the_prime(trained_run, corpus, tmp_path):
+    prime_path = corpus / "demo_000_000.wav"
+    generate(trained_run, tmp_path / "out", f"prime={prime_path}", "prime_seconds=0.25", "seconds=0.1", "num_clips=2")
+    prime, _ = sf.read(prime_path, dtype="float32")
+    expected = mu_law_decode(mu_law_encode(prime[:4000])).numpy()  # what the model heard
+    for name in ("clip_000.wav", "clip_001.wav"):
+        clip, _ = sf.read(tmp_path / "out" / name, dtype="float32")
+        assert len(clip) == 4000 + 1600
+        assert np.abs(clip[:4000] - expected).max() < 1 / 2**14  # equal up to 16-bit rounding
+    assert torch.tensor(np.abs(clip[:4000]).max()) > 0.01, "the prime is real audio, not silence"
+
+
+def test_missing_and_foreign_checkpoints_fail_clearly(tmp_path):
+    (tmp_path / "foreign.pt").write_bytes(b"\x80\x04not a checkpoint")
+    for path, message in (
+        (tmp_path / "missing.pt", "does not exist"),
+        (tmp_path / "foreign.pt", "not a readable lofi-wavenet checkpoint"),
+    ):
+        proc = run_script("generate.py", f"checkpoint={path}", f"out_dir={tmp_path}", cwd=tmp_path, check=False)
+        assert proc.returncode == 2
+        assert message in proc.stdout + proc.stderr
+    assert not list(tmp_path.glob("*.wav"))

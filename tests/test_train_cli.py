@@ -1,0 +1,95 @@
+"""train.py as a user runs it: a run directory, exact resume after SIGKILL, clear errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from tests.conftest import FAST_TRAIN, ROOT, run_script
+
+
+def losses(run_dir) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+
+
+def test_run_directory_holds_config_metrics_checkpoints_and_audio(trained_run):
+    assert (trained_run / ".hydra" / "config.yaml").is_file()
+    assert {p.name for p in (trained_run / "checkpoints").iterdir()} >= {"last.pt", "best.pt", "step_00000004.pt"}
+    assert list((trained_run / "samples").glob("*.wav"))
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert any("val/nll_bits" in r for r in rows)
+
+
+def test_resume_after_sigkill_continues_the_same_curve(corpus, tmp_path):
+    common = [
+        *FAST_TRAIN,
+        f"data.path={corpus}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "train.max_steps=10",
+        "train.log_interval=1",
+        "train.val_interval=5",
+        "train.sample_interval=1000",
+    ]
+    run_script("train.py", *common, "name=straight", cwd=tmp_path)
+
+    cmd = [sys.executable, str(ROOT / "train.py"), *common, "name=killed"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in proc.stdout:  # wait for the step-5 checkpoint, then kill without warning
+        if "step 5:" in line and "saved" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run must have been killed mid-way"
+
+    resumed = run_script("train.py", *common, "name=killed", "train.resume=auto", cwd=tmp_path)
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    straight, killed = losses(tmp_path / "runs" / "straight"), losses(tmp_path / "runs" / "killed")
+    assert sorted(killed) == list(range(1, 11))
+    assert killed == straight
+
+
+def test_existing_run_is_not_overwritten_without_resume(trained_run):
+    work = trained_run.parents[1]
+    proc = run_script("train.py", *FAST_TRAIN, "name=fixture", "train.max_steps=4", cwd=work, check=False)
+    assert proc.returncode != 0
+    assert "train.resume=auto" in proc.stderr + proc.stdout
+
+
+def test_typo_in_override_fails_fast(tmp_path):
+    proc = run_script("train.py", "model.chanels=3", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "chanels" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_empty_and_missing_corpus_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for folder, message in (("empty", "no manifest.jsonl and no .wav files"), ("missing", "is not a folder")):
+        proc = run_script(
+            "train.py", *FAST_TRAIN, f"data.path={tmp_path / folder}", f"name={folder}", cwd=tmp_path, check=False
+        )
+        assert proc.returncode == 2
+        assert message in proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_unreadable_wav_fails_naming_the_file(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a", "b", "c", "d", "e", "f", "g", "h"):
+        (corpus / f"{name}.wav").write_text("not audio")
+    proc = run_script(
+        "train.py", *FAST_TRAIN, f"data.path={corpus}", "data.val_fraction=0.5", cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 2
+    assert "cannot read audio file" in proc.stdout + proc.stderr
+    assert ".wav" in proc.stdout + proc.stderr

@@ -1,0 +1,44 @@
+"""Audio basics: mu-law companding and WAV I/O (soundfile), with atomic writes."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from wavenet.errors import UserError
+
+MU_LAW_CLASSES = 256
+
+
+def mu_law_encode(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Float audio in [-1, 1] to mu-law class indices 0..255 (int64)."""
+    audio = torch.as_tensor(audio, dtype=torch.float32).clamp(-1.0, 1.0)
+    return AF.mu_law_encoding(audio, MU_LAW_CLASSES)
+
+
+def mu_law_decode(codes: torch.Tensor) -> torch.Tensor:
+    """Mu-law class indices 0..255 back to float audio in [-1, 1]."""
+    return AF.mu_law_decoding(codes.long(), MU_LAW_CLASSES)
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a WAV file as mono float32 in [-1, 1]; returns (audio, sample_rate)."""
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise UserError(f"cannot read audio file {path}: {err}. Re-create it with data_prep or remove it.") from err
+    return audio.mean(axis=1), rate
+
+
+def write_wav(path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: int) -> Path:
+    """Write mono float audio as 16-bit PCM WAV, atomically (temp name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audio = np.asarray(torch.as_tensor(audio).detach().cpu().float().numpy()).clip(-1.0, 1.0)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,74 @@
+"""Config schemas (dataclasses) registered in Hydra's ConfigStore, so a typo or a bad type fails at the command line."""
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from wavenet.model import WaveNetConfig
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/demo"  # a folder with WAVs (and manifest.jsonl, as data_prep writes it)
+    cache_dir: str = ".cache/lofi-wavenet"  # mu-law shards are cached here, keyed by the corpus contents
+    target_length: int = 4096  # predicted samples per window; each window adds the receptive field as context
+    batch_size: int = 8
+    val_windows: int = 64  # fixed validation windows, the same every evaluation
+    val_fraction: float = 0.1  # used only when the folder has no manifest.jsonl
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    min_lr: float = 1e-5  # the cosine decay ends here at train.max_steps
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainLoopConfig:
+    max_steps: int = 2000
+    log_interval: int = 10
+    val_interval: int = 250  # validate and checkpoint every this many steps (and at the end)
+    sample_interval: int = 1000  # write generated audio every this many steps (and at the end)
+    sample_seconds: float = 2.0
+    sample_temperature: float = 1.0
+    keep_checkpoints: int = 3  # step checkpoints kept besides last.pt and best.pt
+    resume: str | None = None  # null, "auto" (continue this run directory if it has last.pt) or a checkpoint path
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    compile: bool = False  # torch.compile the model (CUDA only)
+    seed: int = 0
+    progress: bool = True  # the tqdm progress bar
+
+
+@dataclass
+class TrainConfig:
+    name: str = "default"
+    model: WaveNetConfig = field(default_factory=WaveNetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+
+
+@dataclass
+class GenerateConfig:
+    checkpoint: str = "???"  # a .pt written by train.py
+    out_dir: str | None = None  # default: the Hydra run directory
+    num_clips: int = 1
+    seconds: float = 4.0
+    temperature: float = 1.0
+    seed: int = 0
+    prime: str | None = None  # a WAV whose audio the clips continue (and start with)
+    prime_seconds: float = 1.0  # how much of the prime's start is used
+    batch_size: int = 8  # clips generated together
+    engine: str = "cached"  # cached or naive (the slow reference)
+    device: str = "auto"
+
+
+def register_configs() -> None:
+    """Make the schemas known to Hydra as `train_schema` and `generate_schema`."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="generate_schema", node=GenerateConfig)
