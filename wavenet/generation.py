@@ -1,7 +1,7 @@
 """Autoregressive generation: the naive reference and the cached engine (one new sample per step).
 
 The cached engine keeps, per layer, a ring buffer of that layer's last `dilation` inputs, shape (dilation, B, R),
-and a step counter on the device, so each step is the same fixed sequence of tensor work. An empty buffer holds
+so each step is the same fixed sequence of small tensor operations. An empty buffer holds
 zeros, exactly what the full forward's left padding feeds the convolution, so the two agree from the first sample.
 """
 
@@ -32,51 +32,51 @@ class CachedGenerator:
         self.batch_size = batch_size
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
-        self.residual_channels = cfg.residual_channels
-        self.gate_channels = cfg.gate_channels
         self.dilations = cfg.dilations
-        # Per layer: the kernel-2 dilated conv as one matmul over [input at t - d, input at t].
-        self.dilated_w = [
-            torch.cat([l.dilated.weight[:, :, 0], l.dilated.weight[:, :, 1]], dim=1).t().detach() for l in model.layers
-        ]
-        self.dilated_b = [l.dilated.bias.detach() for l in model.layers]
-        self.out_w = [l.out.weight[:, :, 0].t().detach() for l in model.layers]
-        self.out_b = [l.out.bias.detach() for l in model.layers]
+        layers = model.layers
+        R = cfg.residual_channels
+        # The kernel-2 dilated conv is two matmuls: one on the input at t - d, one on the input at t.
+        self.past_w = [layer.dilated.weight[:, :, 0].t().contiguous() for layer in layers]  # (R, 2G)
+        self.now_w = [layer.dilated.weight[:, :, 1].t().contiguous() for layer in layers]  # (R, 2G)
+        self.dilated_b = [layer.dilated.bias for layer in layers]
+        # The 1x1 output conv splits into the residual part (per layer) and the skip part (all layers at once).
+        self.residual_w = [layer.out.weight[:R, :, 0].t().contiguous() for layer in layers]  # (G, R)
+        self.residual_b = [layer.out.bias[:R] for layer in layers]
+        self.skip_w = torch.stack([layer.out.weight[R:, :, 0].t() for layer in layers])  # (L, G, S)
+        self.skip_b = torch.stack([layer.out.bias[R:] for layer in layers]).sum(0)  # (S,)
         head = model.head
-        self.head_w1, self.head_b1 = head[1].weight[:, :, 0].t().detach(), head[1].bias.detach()
-        self.head_w2, self.head_b2 = head[3].weight[:, :, 0].t().detach(), head[3].bias.detach()
-        self.buffers = [
-            torch.zeros(d, batch_size, cfg.residual_channels, device=self.device, dtype=self.dtype)
-            for d in self.dilations
-        ]
-        self.step_count = torch.zeros((), dtype=torch.long, device=self.device)
+        self.head_w1, self.head_b1 = head[1].weight[:, :, 0].t().contiguous(), head[1].bias
+        self.head_w2, self.head_b2 = head[3].weight[:, :, 0].t().contiguous(), head[3].bias
+        self.embed_w = model.embed.weight
+        # The state: each layer's last `dilation` inputs (slot t % d holds the input at t - d until overwritten).
+        self.buffers = [torch.zeros(d, batch_size, R, device=self.device, dtype=self.dtype) for d in self.dilations]
+        self.gated = torch.zeros(len(layers), batch_size, cfg.gate_channels, device=self.device, dtype=self.dtype)
+        self.t = 0
 
     def reset(self) -> None:
         for buf in self.buffers:
             buf.zero_()
-        self.step_count.zero_()
+        self.t = 0
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, codes: torch.Tensor) -> torch.Tensor:
         """Feed the codes at time t, shape (B,); return logits (B, C) that predict time t + 1."""
-        positions = {d: torch.remainder(self.step_count, d).view(1) for d in set(self.dilations)}
-        x = F.embedding(codes, self.model.embed.weight)  # (B, R)
-        skip_sum = None
+        x = F.embedding(codes, self.embed_w)  # (B, R)
+        last = len(self.dilations) - 1
         for i, d in enumerate(self.dilations):
-            buf, pos = self.buffers[i], positions[d]
-            past = buf.index_select(0, pos)[0]  # input at t - d
-            buf.index_copy_(0, pos, x.unsqueeze(0))
-            h = torch.addmm(self.dilated_b[i], torch.cat([past, x], dim=1), self.dilated_w[i])  # (B, 2G)
-            z = torch.tanh(h[:, : self.gate_channels]) * torch.sigmoid(h[:, self.gate_channels :])
-            out = torch.addmm(self.out_b[i], z, self.out_w[i])  # (B, R + S)
-            x = x + out[:, : self.residual_channels]
-            skip = out[:, self.residual_channels :]
-            skip_sum = skip if skip_sum is None else skip_sum + skip
-        h = torch.addmm(self.head_b1, skip_sum.relu(), self.head_w1).relu_()
-        self.step_count += 1
+            slot = self.buffers[i][self.t % d]  # (B, R): the input at t - d
+            h = torch.addmm(self.dilated_b[i], slot, self.past_w[i]).addmm_(x, self.now_w[i])  # (B, 2G)
+            slot.copy_(x)
+            filt, gate = h.chunk(2, dim=1)
+            z = torch.mul(filt.tanh_(), gate.sigmoid_(), out=self.gated[i])  # (B, G)
+            if i < last:  # the last layer's residual output feeds nothing
+                x = torch.addmm(self.residual_b[i], z, self.residual_w[i]).add_(x)
+        skip = torch.bmm(self.gated, self.skip_w).sum(0).add_(self.skip_b)  # (B, S)
+        h = torch.addmm(self.head_b1, skip.relu_(), self.head_w1).relu_()
+        self.t += 1
         return torch.addmm(self.head_b2, h, self.head_w2)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prime(self, codes: torch.Tensor) -> torch.Tensor:
         """Start from a prefix (B, P) in one full forward; returns the logits after its last sample, (B, C)."""
         self.reset()
@@ -87,11 +87,11 @@ class CachedGenerator:
         for buf, d, inputs in zip(self.buffers, self.dilations, layer_inputs, strict=True):
             times = torch.arange(max(0, length - d), length, device=self.device)
             buf[times % d] = inputs[:, :, times - offset].permute(2, 0, 1).to(self.dtype)
-        self.step_count.fill_(length)
+        self.t = length
         return logits[:, :, -1]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     model: WaveNet,
     num_samples: int,
