@@ -23,6 +23,13 @@ def model_config(name: str) -> WaveNetConfig:
     return WaveNetConfig(**OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml")))
 
 
+def stamp(stamps: list[float], device: torch.device) -> None:
+    """Record when a sample was finished (after the GPU work, on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    stamps.append(time.perf_counter())
+
+
 def samples_per_second(model: WaveNet, engine: str, batch: int, budget: float) -> float:
     """Aggregate samples/s in steady state: timed from the first new sample to the last, so priming is left out.
 
@@ -32,14 +39,8 @@ def samples_per_second(model: WaveNet, engine: str, batch: int, budget: float) -
     prime = torch.randint(0, 256, (batch, model.receptive_field), device=device)
     count = 3
     while True:
-        stamps = []
-
-        def stamp(_n: int) -> None:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            stamps.append(time.perf_counter())
-
-        generate(model, count, batch, prime=prime, engine=engine, progress=stamp)
+        stamps: list[float] = []
+        generate(model, count, batch, prime=prime, engine=engine, progress=lambda _n, s=stamps: stamp(s, device))
         elapsed = stamps[-1] - stamps[0]
         if elapsed >= budget:
             return (count - 1) * batch / elapsed

@@ -42,3 +42,25 @@ def write_wav(path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: i
     sf.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="WAV")
     os.replace(tmp, path)
     return path
+
+
+def write_spectrogram_png(path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: int) -> Path:
+    """A log-mel spectrogram of mono audio as a PNG (low frequencies at the bottom), written atomically."""
+    import torchaudio.transforms as T
+    from PIL import Image
+
+    audio = torch.as_tensor(audio, dtype=torch.float32).flatten()
+    mel = T.MelSpectrogram(sample_rate, n_fft=1024, hop_length=128, n_mels=128)(audio)
+    db = 10 * torch.log10(mel.clamp_min(1e-10))
+    level = ((db - (db.max() - 80)) / 80).clamp(0, 1).flip(0).numpy()  # 80 dB of range, in 0..1
+    # a dark-purple-to-yellow colour ramp
+    ramp = np.array([[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]], dtype=np.float32)
+    idx = level * (len(ramp) - 1)
+    lo = np.floor(idx).astype(int).clip(0, len(ramp) - 2)
+    frac = (idx - lo)[..., None]
+    rgb = (ramp[lo] * (1 - frac) + ramp[lo + 1] * frac).astype(np.uint8)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(rgb).resize((max(256, rgb.shape[1]), 256)).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

@@ -41,6 +41,18 @@ class TrainLoopConfig:
     compile: bool = False  # torch.compile the model (CUDA only)
     seed: int = 0
     progress: bool = True  # the tqdm progress bar
+    stop_at: int | None = None  # stop (with a checkpoint) at this step without changing the schedule; resume later
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = "wandb"  # wandb or none
+    project: str = "lofi-wavenet"
+    entity: str | None = None
+    group: str | None = None  # default: the sweep's folder name in a -m multirun
+    tags: list[str] = field(default_factory=list)
+    mode: str = "auto"  # auto (online with WANDB_API_KEY set, else offline), online, offline, disabled
+    log_checkpoints: bool = True  # checkpoints as `model` artifacts, aliases latest and best
 
 
 @dataclass
@@ -50,6 +62,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 @dataclass

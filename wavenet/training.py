@@ -14,13 +14,16 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from wavenet.audio import mu_law_decode, write_wav
+from wavenet.audio import mu_law_decode, write_spectrogram_png, write_wav
 from wavenet.checkpoint import CheckpointDir, load_checkpoint
 from wavenet.data import build_shards, list_tracks, train_batch, unigram_bits, validation_windows
 from wavenet.device import resolve_device
+from wavenet.distributed import DistInfo, barrier, mean_across_ranks
 from wavenet.errors import UserError
 from wavenet.generation import generate
 from wavenet.model import WaveNet, WaveNetConfig
+from wavenet.secrets import redact
+from wavenet.tracking import Tracker
 
 log = logging.getLogger(__name__)
 LN2 = math.log(2.0)
@@ -51,6 +54,14 @@ class TrainResult:
     steps: int
 
 
+def _step_of(line: str) -> float:
+    """The step of a metrics line; a line torn by a crash counts as after every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
+
+
 class MetricsFile:
     """runs/<name>/metrics.jsonl, one JSON object per logged step; on resume, lines after the checkpoint go."""
 
@@ -60,7 +71,7 @@ class MetricsFile:
     def truncate_after(self, step: int) -> None:
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
@@ -71,10 +82,19 @@ class MetricsFile:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, run_dir: Path):
+    """One training run. Under torchrun every rank builds one; rank 0 alone writes files and tracks."""
+
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = None, dist: DistInfo | None = None
+    ):
         self.cfg = cfg
         self.run_dir = run_dir
+        self.run_name, self.group = run_name, group
+        self.dist = dist or DistInfo()
         self.device = resolve_device(cfg.train.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
         self.checkpoints = CheckpointDir(run_dir / "checkpoints", cfg.train.keep_checkpoints)
         self.metrics = MetricsFile(run_dir / "metrics.jsonl")
         self.resume_from = self.resume_path()  # before the slow set-up: a wrong resume fails at once
@@ -84,14 +104,20 @@ class Trainer:
         self.window = self.rf + cfg.data.target_length
 
         tracks = list_tracks(cfg.data.path, cfg.data.val_fraction)
+        if not self.dist.is_main:
+            barrier(self.dist)  # rank 0 fills the shard cache first; the others then open it
         self.shards = build_shards(tracks, self.model_cfg.sample_rate, cfg.data.cache_dir, log=log.info)
+        if self.dist.is_main:
+            barrier(self.dist)
         self.val_windows = validation_windows(self.shards["val"], cfg.data.val_windows, self.window)
         self.unigram_bits = unigram_bits(self.shards["train"], self.val_windows[:, self.rf :])
 
         self.model = WaveNet(self.model_cfg).to(self.device)
-        self.forward_model = (
-            torch.compile(self.model) if cfg.train.compile and self.device.type == "cuda" else self.model
-        )
+        net = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.net = torch.compile(net) if cfg.train.compile and self.device.type == "cuda" else net
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -107,12 +133,14 @@ class Trainer:
         self.step = 0
         self.samples_seen = 0
         self.best_val = math.inf
+        self.tracker_run_id: str | None = None
+        self.tracker = Tracker()
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def state(self) -> dict:
         return {
             "model_config": self.model_cfg.to_dict(),
-            "model": self.model.state_dict(),
+            "model": self.model.state_dict(),  # the bare module: no DDP or compile prefixes
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
@@ -122,7 +150,8 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": redact(OmegaConf.to_container(self.cfg, resolve=True)),
+            "wandb_run_id": self.tracker.run_id,
         }
 
     def resume_path(self) -> Path | None:
@@ -142,7 +171,8 @@ class Trainer:
         ckpt = load_checkpoint(path, self.device)
         if ckpt["model_config"] != self.model_cfg.to_dict():
             raise UserError(
-                f"{path} holds a model {ckpt['model_config']}, but this run asks for {self.model_cfg.to_dict()}; resume with the same model config."
+                f"{path} holds a model {ckpt['model_config']}, but this run asks for {self.model_cfg.to_dict()}; "
+                "resume with the same model config."
             )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -151,89 +181,140 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         if ckpt["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
-        self.metrics.truncate_after(self.step)
+        self.tracker_run_id = ckpt.get("wandb_run_id")
+        if self.dist.is_main:
+            self.metrics.truncate_after(self.step)
         log.info(f"resumed from {path} at step {self.step}")
+
+    def save(self, is_best: bool) -> Path:
+        path = self.checkpoints.save(self.state(), self.step, is_best)
+        self.tracker.log_checkpoint(path, ["latest", "best"] if is_best else ["latest"])
+        return path
 
     # -- evaluation --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> float:
+        """Mean bits per sample over the fixed validation windows (split across ranks under DDP)."""
         self.model.eval()
-        total = 0.0
-        for chunk in self.val_windows.split(self.cfg.data.batch_size):
+        total = torch.zeros(2, device=self.device)  # sum of window means, window count
+        for chunk in self.val_windows[self.dist.rank :: self.dist.world_size].split(self.cfg.data.batch_size):
             with self.autocast():
-                total += nll_bits(self.forward_model, chunk.to(self.device), self.rf).item() * len(chunk)
+                total[0] += nll_bits(self.model, chunk.to(self.device), self.rf) * len(chunk)
+            total[1] += len(chunk)
+        total = mean_across_ranks(total, self.dist)  # the ratio is what counts: the mean is fine
         self.model.train()
-        return total / len(self.val_windows)
+        return (total[0] / total[1]).item()
 
-    def write_sample(self) -> Path:
-        """A few seconds of audio from the current model, in fp32 with the cached engine."""
+    def write_sample(self) -> tuple[Path, Path]:
+        """A few seconds of audio from the current model (fp32, cached engine), and its spectrogram."""
         self.model.eval()
         num = int(self.cfg.train.sample_seconds * self.model_cfg.sample_rate)
-        codes = generate(
-            self.model, num, batch_size=1, temperature=self.cfg.train.sample_temperature, seed=self.cfg.train.seed
-        )
+        codes = generate(self.model, num, temperature=self.cfg.train.sample_temperature, seed=self.cfg.train.seed)
         self.model.train()
-        return write_wav(
-            self.run_dir / "samples" / f"step_{self.step:08d}.wav", mu_law_decode(codes[0]), self.model_cfg.sample_rate
-        )
+        audio = mu_law_decode(codes[0]).cpu()
+        stem = self.run_dir / "samples" / f"step_{self.step:08d}"
+        wav = write_wav(stem.with_suffix(".wav"), audio, self.model_cfg.sample_rate)
+        return wav, write_spectrogram_png(stem.with_suffix(".png"), audio, self.model_cfg.sample_rate)
 
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
+    def out_of_memory(self, err: Exception) -> UserError:
+        d = self.cfg.data
+        return UserError(
+            f"out of GPU memory with model {self.model_cfg.to_dict()}, data.batch_size={d.batch_size} and "
+            f"data.target_length={d.target_length} ({err.__class__.__name__}). Lower data.batch_size or "
+            "data.target_length, or pick a smaller model (model=tiny or fewer model.residual_channels)."
+        )
+
     # -- the loop ----------------------------------------------------------------------------------------------
-    def fit(self) -> TrainResult:
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        batch = train_batch(
+            self.shards["train"], cfg.train.seed, self.dist.rank, self.step, cfg.data.batch_size, self.window
+        )
+        batch = batch.to(self.device, non_blocking=True)
+        with self.autocast():
+            loss = nll_bits(self.net, batch, self.rf)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach(), grad_norm
+
+    def fit(self, make_tracker=None) -> TrainResult:
+        """Train to train.max_steps (or train.stop_at); make_tracker(run_id) builds rank 0's tracker."""
         cfg = self.cfg.train
         if self.resume_from is not None:
             self.restore(self.resume_from)
+        if self.dist.is_main and make_tracker is not None:
+            self.tracker = make_tracker(self.tracker_run_id)
+        try:
+            return self._loop(cfg)
+        finally:
+            self.tracker.finish()
+
+    def _loop(self, cfg) -> TrainResult:
+        main = self.dist.is_main
         log.info(
             f"model: {self.model.num_parameters():,} parameters, receptive field {self.rf} samples "
-            f"({1000 * self.rf / self.model_cfg.sample_rate:.0f} ms); order-0 baseline on validation: {self.unigram_bits:.3f} bits/sample"
+            f"({1000 * self.rf / self.model_cfg.sample_rate:.0f} ms); order-0 baseline on validation: "
+            f"{self.unigram_bits:.3f} bits/sample; {self.dist.world_size} process(es) on {self.device}"
         )
+        last_step = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
+        samples_per_step = self.cfg.data.batch_size * self.cfg.data.target_length * self.dist.world_size
         self.model.train()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress, dynamic_ncols=True, desc="train")
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            disable=not (cfg.progress and main),
+            dynamic_ncols=True,
+            desc="train",
+        )
         loss_sum, loss_count, t0 = torch.zeros((), device=self.device), 0, time.perf_counter()
-        while self.step < cfg.max_steps:
-            batch = train_batch(self.shards["train"], cfg.seed, 0, self.step, self.cfg.data.batch_size, self.window)
-            batch = batch.to(self.device, non_blocking=True)
-            with self.autocast():
-                loss = nll_bits(self.forward_model, batch, self.rf)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
+        while self.step < last_step:
+            try:
+                loss, grad_norm = self.train_step()
+            except torch.cuda.OutOfMemoryError as err:
+                raise self.out_of_memory(err) from err
             self.step += 1
-            self.samples_seen += batch.shape[0] * self.cfg.data.target_length
-            loss_sum += loss.detach()
+            self.samples_seen += samples_per_step
+            loss_sum += loss
             loss_count += 1
             bar.update(1)
 
-            if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
-                elapsed = time.perf_counter() - t0
+            if self.step % cfg.log_interval == 0 or self.step == last_step:
+                mean_loss = mean_across_ranks(loss_sum / loss_count, self.dist).item()
                 metrics = {
-                    "train/loss": (loss_sum / loss_count).item(),
+                    "train/loss": mean_loss,
                     "train/grad_norm": grad_norm.item(),
-                    "train/samples_per_s": loss_count * batch.shape[0] * self.cfg.data.target_length / elapsed,
+                    "train/samples_per_s": loss_count * samples_per_step / (time.perf_counter() - t0),
                     "lr": self.scheduler.get_last_lr()[0],
                 }
-                self.metrics.write(self.step, metrics)
-                bar.set_postfix(
-                    loss=f"{metrics['train/loss']:.3f}", samples_per_s=f"{metrics['train/samples_per_s']:,.0f}"
-                )
+                if main:
+                    self.metrics.write(self.step, metrics)
+                    self.tracker.log(metrics, self.step)
+                bar.set_postfix(loss=f"{mean_loss:.3f}", samples_per_s=f"{metrics['train/samples_per_s']:,.0f}")
                 loss_sum.zero_()
                 loss_count, t0 = 0, time.perf_counter()
 
-            if self.step % cfg.val_interval == 0 or self.step == cfg.max_steps:
+            if self.step % cfg.val_interval == 0 or self.step == last_step:
                 val = self.validate()
                 is_best = val < self.best_val
                 self.best_val = min(self.best_val, val)
-                self.metrics.write(self.step, {"val/nll_bits": val})
-                saved = self.checkpoints.save(self.state(), self.step, is_best)
-                tqdm.write(
-                    f"step {self.step}: val/nll_bits {val:.3f} (order-0 baseline {self.unigram_bits:.3f}); saved {saved}"
-                )
+                if main:
+                    self.metrics.write(self.step, {"val/nll_bits": val})
+                    self.tracker.log({"val/nll_bits": val, "val/unigram_bits": self.unigram_bits}, self.step)
+                    saved = self.save(is_best)
+                    tqdm.write(
+                        f"step {self.step}: val/nll_bits {val:.3f} (order-0 baseline {self.unigram_bits:.3f}); saved {saved}"
+                    )
 
-            if self.step % cfg.sample_interval == 0 or self.step == cfg.max_steps:
-                tqdm.write(f"step {self.step}: wrote {self.write_sample()}")
+            if main and (self.step % cfg.sample_interval == 0 or self.step == cfg.max_steps):
+                wav, image = self.write_sample()
+                self.tracker.log_sample(wav, image, self.step)
+                tqdm.write(f"step {self.step}: wrote {wav}")
         bar.close()
+        barrier(self.dist)
         return TrainResult(self.best_val, self.unigram_bits, self.step)
