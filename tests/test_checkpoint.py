@@ -1,6 +1,11 @@
+import signal
+import subprocess
+import sys
+
 import pytest
 import torch
 
+from tests.conftest import ROOT
 from wavenet.checkpoint import load_checkpoint, load_model
 from wavenet.errors import UserError
 from wavenet.model import WaveNet
@@ -26,3 +31,46 @@ def test_missing_and_foreign_checkpoints(tmp_path):
     (tmp_path / "junk.pt").write_text("hello")
     with pytest.raises(UserError, match="not a readable lofi-wavenet checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+
+import torch
+
+import wavenet.checkpoint as checkpoint
+
+folder = checkpoint.CheckpointDir(Path(sys.argv[1]), keep=3)
+folder.save({"model_config": {}, "model": {"w": torch.ones(3)}, "step": 1}, step=1, is_best=True)
+real_save = torch.save
+
+
+def save_half_then_hang(obj, f):
+    f.write(b"\\x80\\x02half a checkpoint" * 4096)
+    f.flush()
+    print("half-written", flush=True)
+    sys.stdin.read()  # stays here until SIGKILL
+
+
+checkpoint.torch.save = save_half_then_hang
+folder.save({"model_config": {}, "model": {"w": torch.zeros(3)}, "step": 2}, step=2, is_best=True)
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout.readline().strip() == "half-written"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert list(tmp_path.glob(".step_00000002.pt.tmp")), "the kill must have landed mid-write"
+    for name in ("last.pt", "best.pt", "step_00000001.pt"):
+        ckpt = load_checkpoint(tmp_path / name)
+        assert ckpt["step"] == 1 and torch.equal(ckpt["model"]["w"], torch.ones(3))
+    assert not (tmp_path / "step_00000002.pt").exists()

@@ -24,7 +24,14 @@ class DistInfo:
 
 
 def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group that torchrun describes in the environment; a single process needs nothing."""
+    """Join the process group that torchrun (or a SLURM job step via submitit) describes in the environment.
+
+    A single process needs nothing.
+    """
+    if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        from submitit.helpers import TorchDistributedEnvironment  # the `slurm` extra
+
+        TorchDistributedEnvironment().export()  # RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistInfo()

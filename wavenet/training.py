@@ -47,6 +47,30 @@ def nll_bits(model: torch.nn.Module, windows: torch.Tensor, receptive_field: int
     return F.cross_entropy(logits.float(), windows[:, receptive_field:]) / LN2
 
 
+def autocast(device: torch.device, bf16: bool = True):
+    """bf16 autocast on CUDA (no GradScaler needed); plain fp32 elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+
+
+def optimization_step(
+    net: torch.nn.Module,
+    params: list[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    receptive_field: int,
+    grad_clip: float,
+    bf16: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward, backward, clip and update; returns (loss, grad norm) as device tensors, with no host sync."""
+    with autocast(batch.device, bf16):
+        loss = nll_bits(net, batch, receptive_field)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return loss.detach(), grad_norm
+
+
 @dataclass
 class TrainResult:
     best_val_bits: float
@@ -198,7 +222,7 @@ class Trainer:
         self.model.eval()
         total = torch.zeros(2, device=self.device)  # sum of window means, window count
         for chunk in self.val_windows[self.dist.rank :: self.dist.world_size].split(self.cfg.data.batch_size):
-            with self.autocast():
+            with autocast(self.device):
                 total[0] += nll_bits(self.model, chunk.to(self.device), self.rf) * len(chunk)
             total[1] += len(chunk)
         total = mean_across_ranks(total, self.dist)  # the ratio is what counts: the mean is fine
@@ -216,9 +240,6 @@ class Trainer:
         wav = write_wav(stem.with_suffix(".wav"), audio, self.model_cfg.sample_rate)
         return wav, write_spectrogram_png(stem.with_suffix(".png"), audio, self.model_cfg.sample_rate)
 
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-
     def out_of_memory(self, err: Exception) -> UserError:
         d = self.cfg.data
         return UserError(
@@ -234,14 +255,10 @@ class Trainer:
             self.shards["train"], cfg.train.seed, self.dist.rank, self.step, cfg.data.batch_size, self.window
         )
         batch = batch.to(self.device, non_blocking=True)
-        with self.autocast():
-            loss = nll_bits(self.net, batch, self.rf)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-        self.optimizer.step()
+        params = list(self.model.parameters())
+        loss, grad_norm = optimization_step(self.net, params, self.optimizer, batch, self.rf, cfg.optim.grad_clip)
         self.scheduler.step()
-        return loss.detach(), grad_norm
+        return loss, grad_norm
 
     def fit(self, make_tracker=None) -> TrainResult:
         """Train to train.max_steps (or train.stop_at); make_tracker(run_id) builds rank 0's tracker."""
