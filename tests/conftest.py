@@ -63,7 +63,7 @@ def trained_run(corpus, tmp_path_factory) -> Path:
     run_script(
         "train.py",
         *FAST_TRAIN,
-        f"data.path={corpus}",
+        f"data.source={corpus}",
         "name=fixture",
         "train.max_steps=4",
         "train.val_interval=2",

@@ -9,7 +9,7 @@ from wavenet.errors import UserError
 
 
 def test_missing_and_empty_corpus_folders_say_what_to_do(tmp_path):
-    with pytest.raises(UserError, match=r"data.path=.*nowhere is not a folder.*demo_corpus"):
+    with pytest.raises(UserError, match=r"data.source=.*nowhere is not a folder.*demo_corpus"):
         list_tracks(tmp_path / "nowhere")
     with pytest.raises(UserError, match=r"no manifest.jsonl and no .wav files"):
         list_tracks(tmp_path)

@@ -33,7 +33,7 @@ def metrics(run_dir) -> list[dict]:
 def test_two_process_ddp_trains_saves_once_and_resumes_on_the_same_curve(corpus, tmp_path):
     common = [
         *FAST_TRAIN,
-        f"data.path={corpus}",
+        f"data.source={corpus}",
         f"data.cache_dir={tmp_path / 'cache'}",
         "train.max_steps=6",
         "train.log_interval=1",

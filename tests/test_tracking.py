@@ -19,7 +19,7 @@ def offline_env(monkeypatch):
 def test_offline_run_holds_metrics_audio_images_and_model_artifacts(corpus, tmp_path, offline_env):
     common = [
         *WANDB,
-        f"data.path={corpus}",
+        f"data.source={corpus}",
         f"data.cache_dir={tmp_path / 'cache'}",
         "name=tracked",
         "train.max_steps=4",
@@ -51,7 +51,7 @@ def test_multirun_gives_each_job_its_own_run_directory_and_w_and_b_run(corpus, t
         "train.py",
         "-m",
         *WANDB,
-        f"data.path={corpus}",
+        f"data.source={corpus}",
         f"data.cache_dir={tmp_path / 'cache'}",
         "train.max_steps=2",
         "train.val_interval=2",
@@ -84,7 +84,7 @@ def test_no_secret_reaches_hydra_logs_wandb_or_checkpoints(corpus, tmp_path, mon
     run_script(
         "train.py",
         *WANDB,
-        f"data.path={corpus}",
+        f"data.source={corpus}",
         f"data.cache_dir={tmp_path / 'cache'}",
         "name=secret",
         "train.max_steps=2",

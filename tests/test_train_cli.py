@@ -25,7 +25,7 @@ def test_run_directory_holds_config_metrics_checkpoints_and_audio(trained_run):
 def test_resume_after_sigkill_continues_the_same_curve(corpus, tmp_path):
     common = [
         *FAST_TRAIN,
-        f"data.path={corpus}",
+        f"data.source={corpus}",
         f"data.cache_dir={tmp_path / 'cache'}",
         "train.max_steps=10",
         "train.log_interval=1",
@@ -75,7 +75,7 @@ def test_empty_and_missing_corpus_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     for folder, message in (("empty", "no manifest.jsonl and no .wav files"), ("missing", "is not a folder")):
         proc = run_script(
-            "train.py", *FAST_TRAIN, f"data.path={tmp_path / folder}", f"name={folder}", cwd=tmp_path, check=False
+            "train.py", *FAST_TRAIN, f"data.source={tmp_path / folder}", f"name={folder}", cwd=tmp_path, check=False
         )
         assert proc.returncode == 2
         assert message in proc.stdout + proc.stderr
@@ -88,7 +88,7 @@ def test_unreadable_wav_fails_naming_the_file(tmp_path):
     for name in ("a", "b", "c", "d", "e", "f", "g", "h"):
         (corpus / f"{name}.wav").write_text("not audio")
     proc = run_script(
-        "train.py", *FAST_TRAIN, f"data.path={corpus}", "data.val_fraction=0.5", cwd=tmp_path, check=False
+        "train.py", *FAST_TRAIN, f"data.source={corpus}", "data.val_fraction=0.5", cwd=tmp_path, check=False
     )
     assert proc.returncode == 2
     assert "cannot read audio file" in proc.stdout + proc.stderr

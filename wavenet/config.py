@@ -5,12 +5,14 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 
 from wavenet.model import WaveNetConfig
+from wavenet.storage import S3Settings
 
 
 @dataclass
 class DataConfig:
-    path: str = "data/demo"  # a folder with WAVs (and manifest.jsonl, as data_prep writes it)
-    cache_dir: str = ".cache/lofi-wavenet"  # mu-law shards are cached here, keyed by the corpus contents
+    source: str = "data/demo"  # a folder of WAVs (with manifest.jsonl from data_prep) or s3://bucket/prefix
+    cache_dir: str = ".cache/lofi-wavenet"  # s3:// corpora and the mu-law shards are cached here
+    s3: S3Settings = field(default_factory=S3Settings)
     target_length: int = 4096  # predicted samples per window; each window adds the receptive field as context
     batch_size: int = 8
     val_windows: int = 64  # fixed validation windows, the same every evaluation
@@ -67,17 +69,19 @@ class TrainConfig:
 
 @dataclass
 class GenerateConfig:
-    checkpoint: str = "???"  # a .pt written by train.py
+    checkpoint: str = "???"  # a .pt written by train.py: a path or s3://bucket/key
     out_dir: str | None = None  # default: the Hydra run directory
     num_clips: int = 1
     seconds: float = 4.0
     temperature: float = 1.0
     seed: int = 0
-    prime: str | None = None  # a WAV whose audio the clips continue (and start with)
+    prime: str | None = None  # a WAV (path or s3://bucket/key) whose audio the clips continue, and start with
     prime_seconds: float = 1.0  # how much of the prime's start is used
     batch_size: int = 8  # clips generated together
     engine: str = "cached"  # cached or naive (the slow reference)
     device: str = "auto"
+    cache_dir: str = ".cache/lofi-wavenet"  # where s3:// checkpoints and primes are fetched
+    s3: S3Settings = field(default_factory=S3Settings)
 
 
 def register_configs() -> None:

@@ -14,6 +14,7 @@ import torch
 
 from wavenet.audio import mu_law_encode, read_wav
 from wavenet.errors import UserError
+from wavenet.storage import S3Settings, download_prefix, is_s3
 
 SPLITS = ("train", "val")
 
@@ -31,12 +32,22 @@ def stable_split(key: str, val_fraction: float) -> str:
     return "val" if bucket < val_fraction else "train"
 
 
+def corpus_folder(source: str, cache_dir: str | Path, s3: S3Settings, log=print) -> Path:
+    """The local folder of a corpus: the folder itself, or for s3://bucket/prefix its verified mirror in the cache."""
+    if not is_s3(source):
+        return Path(source)
+    log(f"fetching {source} into {cache_dir}")
+    folder, report = download_prefix(source, Path(cache_dir), s3)
+    log(f"{source}: {len(report.transferred)} objects fetched, {len(report.unchanged)} already cached")
+    return folder
+
+
 def list_tracks(folder: str | Path, val_fraction: float = 0.1) -> list[Track]:
     """Tracks from manifest.jsonl (as data_prep writes it), or else every *.wav in the folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(
-            f"data.path={folder} is not a folder. Make the demo corpus with `python -m data_prep.demo_corpus --out {folder}` or point data.path at a folder of WAVs."
+            f"data.source={folder} is not a folder. Make the demo corpus with `python -m data_prep.demo_corpus --out {folder}` or point data.source at a folder of WAVs or at s3://bucket/prefix."
         )
     manifest = folder / "manifest.jsonl"
     if manifest.is_file():
@@ -56,11 +67,13 @@ def list_tracks(folder: str | Path, val_fraction: float = 0.1) -> list[Track]:
         tracks = [Track(p.stem, p, stable_split(str(p.relative_to(folder)), val_fraction)) for p in wavs]
     if not tracks:
         raise UserError(
-            f"data.path={folder} has no manifest.jsonl and no .wav files. Make the demo corpus with `python -m data_prep.demo_corpus --out {folder}`."
+            f"data.source={folder} has no manifest.jsonl and no .wav files. Make the demo corpus with `python -m data_prep.demo_corpus --out {folder}`."
         )
     for split in SPLITS:
         if not any(t.split == split for t in tracks):
-            raise UserError(f"data.path={folder} has no '{split}' tracks; add more tracks or raise data.val_fraction.")
+            raise UserError(
+                f"data.source={folder} has no '{split}' tracks; add more tracks or raise data.val_fraction."
+            )
     return tracks
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import librosa
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from wavenet.audio import mu_law_decode, mu_law_encode, read_wav, write_wav
@@ -13,6 +13,7 @@ from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.device import resolve_device
 from wavenet.errors import UserError
 from wavenet.generation import generate
+from wavenet.storage import S3Settings, local_copy
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,11 @@ def generate_clips(cfg: DictConfig, out_dir: Path) -> list[Path]:
     if cfg.num_clips < 1 or cfg.batch_size < 1 or cfg.seconds <= 0:
         raise UserError("num_clips and batch_size must be at least 1 and seconds above 0.")
     device = resolve_device(cfg.device)
-    ckpt = load_checkpoint(cfg.checkpoint, device)
+    s3 = S3Settings(**OmegaConf.to_container(cfg.s3))
+    ckpt = load_checkpoint(local_copy(cfg.checkpoint, cfg.cache_dir, s3), device)
     model = model_from_checkpoint(ckpt, device)
     rate = model.cfg.sample_rate
-    prime = load_prime(cfg.prime, rate, cfg.prime_seconds) if cfg.prime else None
+    prime = load_prime(local_copy(cfg.prime, cfg.cache_dir, s3), rate, cfg.prime_seconds) if cfg.prime else None
     num_samples = int(cfg.seconds * rate)
     log.info(
         f"{cfg.checkpoint}: step {ckpt['step']}, {model.num_parameters():,} parameters; {cfg.num_clips} x {cfg.seconds} s on {device}"

@@ -16,13 +16,14 @@ from tqdm import tqdm
 
 from wavenet.audio import mu_law_decode, write_spectrogram_png, write_wav
 from wavenet.checkpoint import CheckpointDir, load_checkpoint
-from wavenet.data import build_shards, list_tracks, train_batch, unigram_bits, validation_windows
+from wavenet.data import build_shards, corpus_folder, list_tracks, train_batch, unigram_bits, validation_windows
 from wavenet.device import resolve_device
 from wavenet.distributed import DistInfo, barrier, mean_across_ranks
 from wavenet.errors import UserError
 from wavenet.generation import generate
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.secrets import redact
+from wavenet.storage import S3Settings
 from wavenet.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -127,9 +128,10 @@ class Trainer:
         self.rf = self.model_cfg.receptive_field
         self.window = self.rf + cfg.data.target_length
 
-        tracks = list_tracks(cfg.data.path, cfg.data.val_fraction)
         if not self.dist.is_main:
-            barrier(self.dist)  # rank 0 fills the shard cache first; the others then open it
+            barrier(self.dist)  # rank 0 fills the caches (s3:// mirror, shards) first; the others then open them
+        s3 = S3Settings(**OmegaConf.to_container(cfg.data.s3))
+        tracks = list_tracks(corpus_folder(cfg.data.source, cfg.data.cache_dir, s3, log.info), cfg.data.val_fraction)
         self.shards = build_shards(tracks, self.model_cfg.sample_rate, cfg.data.cache_dir, log=log.info)
         if self.dist.is_main:
             barrier(self.dist)

