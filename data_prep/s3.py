@@ -12,8 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from wavenet.errors import UserError
 from wavenet.storage import S3Settings, download_prefix, upload_folder
 
@@ -36,9 +34,7 @@ def main() -> None:
         if args.command == "upload":
             if not args.folder.is_dir():
                 raise UserError(f"{args.folder} is not a folder.")
-            total = sum(1 for p in args.folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-            with tqdm(total=total, desc="upload", unit="file") as bar:
-                report = upload_folder(args.folder, args.uri, settings, progress=lambda _key: bar.update(1))
+            report = upload_folder(args.folder, args.uri, settings, progress=lambda key: print(f"  {key}", flush=True))
             print(f"{args.uri}: {len(report.transferred)} uploaded, {len(report.unchanged)} unchanged")
         else:
             folder, report = download_prefix(args.uri, args.cache_dir, settings)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from data_prep.demo_corpus import make_corpus
+from tests.s3_server import s3_env, s3_server  # noqa: F401 (fixtures for every test module)
 from wavenet.model import WaveNet, WaveNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]

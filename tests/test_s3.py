@@ -1,0 +1,137 @@
+"""S3 against a real SeaweedFS on loopback: round trip, idempotent and resumable transfers, clear failures."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_prep.demo_corpus import make_corpus
+from data_prep.local_s3 import free_port
+from tests.conftest import FAST_TRAIN, ROOT, run_script
+from tests.s3_server import BUCKET
+from tests.test_data_prep import make_mixed_folder, prepare
+from wavenet.errors import UserError
+from wavenet.storage import S3Settings, download_prefix, safe_destination, sha256_file, upload_folder
+
+SETTINGS = S3Settings(path_style=True, max_attempts=2)
+
+
+def test_round_trip_prepare_upload_train_from_s3_matches_local(s3_env, corpus, tmp_path):
+    mixed = tmp_path / "corpus"
+    prepare(make_mixed_folder(tmp_path / "music"), mixed)
+    make_corpus(mixed, tracks=6, seed=0, log=lambda *_: None)  # adds demo tracks (and their manifest lines)
+    uri = f"s3://{BUCKET}/round-trip"
+    report = upload_folder(mixed, uri, SETTINGS)
+    assert report.transferred[-1] == "round-trip/manifest.jsonl", "the manifest goes up last"
+
+    common = [*FAST_TRAIN, "train.max_steps=2", "train.val_interval=2", "data.s3.path_style=true"]
+    from_s3 = run_script(
+        "train.py", *common, f"data.source={uri}", "name=s3", f"data.cache_dir={tmp_path / 'c1'}", cwd=tmp_path
+    )
+    run_script(
+        "train.py", *common, f"data.source={mixed}", "name=local", f"data.cache_dir={tmp_path / 'c2'}", cwd=tmp_path
+    )
+    assert "fetching s3://" in from_s3.stdout + from_s3.stderr
+    s3_shards = sorted((tmp_path / "c1" / "shards").rglob("*.u8"))
+    local_shards = sorted((tmp_path / "c2" / "shards").rglob("*.u8"))
+    assert [p.name for p in s3_shards] == ["train.u8", "val.u8"]
+    assert [p.read_bytes() for p in s3_shards] == [p.read_bytes() for p in local_shards]
+
+    again = run_script(
+        "train.py", *common, f"data.source={uri}", "name=s3b", f"data.cache_dir={tmp_path / 'c1'}", cwd=tmp_path
+    )
+    assert "0 objects fetched" in again.stdout + again.stderr, "a second run starts from the cache"
+
+
+def test_second_upload_uploads_nothing(s3_env, corpus):
+    uri = f"s3://{BUCKET}/idempotent"
+    first = upload_folder(corpus, uri, SETTINGS)
+    second = upload_folder(corpus, uri, SETTINGS)
+    assert len(first.transferred) == 7 and second.transferred == []
+    assert len(second.unchanged) == 7
+
+
+def test_upload_killed_half_way_resumes_and_completes(s3_env, corpus, tmp_path):
+    uri = f"s3://{BUCKET}/resumed"
+    cmd = [sys.executable, "-m", "data_prep.s3", "upload", str(corpus), uri, "--path-style"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=os.environ)
+    assert proc.stdout.readline().strip().startswith("resumed/")
+    assert proc.stdout.readline().strip().startswith("resumed/")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    uploaded, unchanged = map(
+        int, done.stdout.split(": ")[-1].replace(" uploaded,", "").replace(" unchanged", "").split()
+    )
+    assert unchanged >= 2 and uploaded + unchanged == 7
+    folder, _ = download_prefix(uri, tmp_path / "cache", SETTINGS)
+    assert {p.name: sha256_file(p) for p in folder.iterdir() if not p.name.startswith(".")} == {
+        p.name: sha256_file(p) for p in corpus.iterdir()
+    }
+
+
+def test_corrupted_cache_object_is_detected_and_fetched_again(s3_env, corpus, tmp_path):
+    uri = f"s3://{BUCKET}/cached"
+    upload_folder(corpus, uri, SETTINGS)
+    folder, first = download_prefix(uri, tmp_path, SETTINGS)
+    assert len(first.transferred) == 7
+    victim = folder / "demo_000_001.wav"
+    good = sha256_file(victim)
+    data = bytearray(victim.read_bytes())
+    data[5000:5010] = b"XXXXXXXXXX"  # same size, different bytes
+    victim.write_bytes(bytes(data))
+    _, second = download_prefix(uri, tmp_path, SETTINGS)
+    assert second.transferred == ["cached/demo_000_001.wav"]
+    assert sha256_file(victim) == good
+
+
+def no_partial_files(cache: Path) -> bool:
+    return not cache.exists() or not [p for p in cache.rglob("*") if p.is_file() and p.name != ".verified.json"]
+
+
+def test_wrong_credentials_fail_clearly(s3_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(UserError, match="refused the credentials.*AWS_ACCESS_KEY_ID"):
+        download_prefix(f"s3://{BUCKET}/cached", tmp_path / "cache", SETTINGS)
+    assert no_partial_files(tmp_path / "cache")
+
+
+def test_missing_bucket_fails_clearly(s3_env, tmp_path):
+    with pytest.raises(UserError, match="bucket .*does not exist"):
+        download_prefix("s3://no-such-bucket-here/x", tmp_path / "cache", SETTINGS)
+    with pytest.raises(UserError, match="bucket .*does not exist"):
+        upload_folder(tmp_path, "s3://no-such-bucket-here/x", SETTINGS)
+    assert no_partial_files(tmp_path / "cache")
+
+
+def test_server_down_fails_clearly_after_retries(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x" * 8)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y" * 16)
+    down = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", path_style=True, max_attempts=3)
+    with pytest.raises(UserError, match="cannot reach the S3 endpoint .* after 3 attempts"):
+        download_prefix(f"s3://{BUCKET}/cached", tmp_path / "cache", down)
+    assert no_partial_files(tmp_path / "cache")
+
+
+def test_train_py_reports_s3_failures_without_a_traceback(s3_env, tmp_path):
+    proc = run_script("train.py", *FAST_TRAIN, "data.source=s3://no-such-bucket-here/corpus", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("key", ["../outside.wav", "a/../../outside.wav", "/etc/passwd", "..", "", "a/.."])
+def test_keys_that_would_escape_the_cache_are_refused(tmp_path, key):
+    assert safe_destination(tmp_path / "cache", key) is None
+
+
+def test_ordinary_keys_stay_inside_the_cache(tmp_path):
+    root = tmp_path / "cache"
+    for key in ["a.wav", "deep/er/b.wav", "...", "%2e%2e/x", "..%2fx", "a/./b.wav", "a//b"]:
+        dest = safe_destination(root, key)
+        assert dest is not None and dest.is_relative_to(root.resolve())
