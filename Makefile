@@ -14,13 +14,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Synthesise the demo corpus, train the demo model (about 5 minutes on 2 CPU cores), generate a clip.
+# Synthesise, prepare, upload to a local S3 server, train from s3:// (about 5 minutes on 2 CPU cores), generate.
 demo: setup
-	$(PY) -m data_prep.demo_corpus --out data/demo
-	$(PY) train.py +exp=demo name=$(DEMO_RUN) train.resume=auto
-	$(PY) generate.py checkpoint=runs/$(DEMO_RUN)/checkpoints/best.pt seconds=5 out_dir=runs/$(DEMO_RUN)/generated
-	@echo
-	@echo "Your clip: runs/$(DEMO_RUN)/generated/clip_000.wav (5 s, 16 kHz). Training audio: runs/$(DEMO_RUN)/samples/."
+	$(PY) -m data_prep.demo --name $(DEMO_RUN)
 
 test: setup
 	$(PY) -m pytest

@@ -205,6 +205,8 @@ def print_report(report: dict, out: Path) -> None:
     )
     for item in report["skipped"]:
         print(f"  skipped {item['source']}: {item['reason']}")
+    if report["tracks"] and not report["validation_tracks"]:
+        print("  warning: no track went to validation; training needs some: raise --val-fraction")
 
 
 def main() -> None:
