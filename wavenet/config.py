@@ -6,6 +6,9 @@ from hydra.core.config_store import ConfigStore
 
 from wavenet.model import WaveNetConfig
 from wavenet.storage import S3Settings
+from wavenet.stream.encoder import EncoderSettings
+from wavenet.stream.sink import SinkConfig
+from wavenet.stream.supervisor import SupervisorSettings
 
 
 @dataclass
@@ -84,8 +87,34 @@ class GenerateConfig:
     s3: S3Settings = field(default_factory=S3Settings)
 
 
+@dataclass
+class StreamConfig:
+    checkpoint: str = "???"  # a .pt written by train.py: a path or s3://bucket/key
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    mode: str = "parallel"  # parallel: batches of tracks into a backlog; direct: one stream generated live
+    batch_size: int = 32  # tracks rendered together (parallel mode)
+    track_seconds: float = 20.0
+    crossfade_seconds: float = 1.5
+    temperature: float = 1.0
+    seed: int = 0  # track n uses seed + n: the same backlog every time
+    max_backlog_minutes: float = 30.0  # render ahead until this much waits to be played
+    keep_played: int = 50  # played tracks kept on disk for the fallback
+    jitter_seconds: float = 1.0  # direct mode: live audio buffered before it plays
+    render_threads: int = 1  # CPU threads for rendering; the rest are ffmpeg's
+    render_rate_limit: float | None = None  # samples/s at most (share a device; or slow it on purpose to test)
+    duration_seconds: float | None = None  # stop after this long (a preview); null: until SIGTERM
+    background: str | None = None  # an image for the picture; null: the default one drawn by lofi-wavenet
+    workdir: str = "runs/stream"  # backlog/, status.json, now_playing.txt
+    device: str = "auto"
+    cache_dir: str = ".cache/lofi-wavenet"
+    s3: S3Settings = field(default_factory=S3Settings)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    supervisor: SupervisorSettings = field(default_factory=lambda: SupervisorSettings())
+
+
 def register_configs() -> None:
     """Make the schemas known to Hydra as `train_schema` and `generate_schema`."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="generate_schema", node=GenerateConfig)
+    cs.store(name="stream_schema", node=StreamConfig)

@@ -1,0 +1,275 @@
+"""stream.py into a real ingest (nginx with the RTMP module on loopback), pulled back with ffmpeg and ffprobe."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from wavenet.stream.rtmp_server import LocalRtmp, free_port
+
+STREAM_KEY = "abcd-1234-efgh-5678-ijkl"
+SMALL_STREAM = [
+    "batch_size=4",
+    "track_seconds=3",
+    "crossfade_seconds=0.5",
+    "device=cpu",
+    "encoder.preset=ultrafast",
+    "supervisor.status_interval_s=5",
+]
+
+
+@pytest.fixture
+def ingest(tmp_path):
+    with LocalRtmp(tmp_path / "nginx") as server:
+        yield server
+
+
+def start_stream(checkpoint: Path, workdir: Path, *overrides: str, key: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if key:
+        env["YOUTUBE_STREAM_KEY"] = key
+    cmd = [
+        sys.executable,
+        str(ROOT / "stream.py"),
+        f"checkpoint={checkpoint}",
+        f"workdir={workdir}",
+        *SMALL_STREAM,
+        *overrides,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=workdir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def status(workdir: Path) -> dict:
+    path = workdir / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll a condition that another process makes true (it has no way to tell us), with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def pull(url: str, seconds: float, out: Path, timeout: float = 120) -> Path:
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-rw_timeout",
+            "30000000",
+            "-i",
+            url,
+            "-t",
+            str(seconds),
+            "-c",
+            "copy",
+            "-y",
+            str(out),
+        ],
+        check=True,
+        timeout=timeout,
+    )
+    return out
+
+
+def probe_streams(path: Path) -> dict[str, dict]:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {s["codec_type"]: s for s in json.loads(out)["streams"]}
+
+
+def keyframe_times(path: Path) -> list[float]:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-skip_frame",
+            "nokey",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [float(line.strip().strip(",")) for line in out.splitlines() if line.strip()]
+
+
+def silences(path: Path, min_seconds: float) -> list[str]:
+    err = subprocess.run(
+        ["ffmpeg", "-i", str(path), "-af", f"silencedetect=noise=-50dB:d={min_seconds}", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+    ).stderr
+    return re.findall(r"silence_start: [\d.]+", err)
+
+
+def mean_volume(path: Path) -> float:
+    err = subprocess.run(
+        ["ffmpeg", "-i", str(path), "-af", "volumedetect", "-f", "null", "-"], capture_output=True, text=True
+    ).stderr
+    return float(re.search(r"mean_volume: (-?[\d.]+) dB", err).group(1))
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """SIGTERM (as a service manager would) and what the stream printed; safe to call twice."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    return out or ""
+
+
+def test_youtube_sink_pulled_back_meets_the_ingest_spec_and_is_never_silent(trained_run, ingest, tmp_path):
+    workdir = tmp_path / "stream"
+    proc = start_stream(
+        trained_run / "checkpoints" / "best.pt",
+        workdir,
+        "sink=youtube",
+        f"sink.url=rtmp://127.0.0.1:{ingest.port}/live2",
+        key=STREAM_KEY,
+    )
+    try:
+        pulled = pull(ingest.url("live2", STREAM_KEY), 60, tmp_path / "pulled.flv", timeout=240)
+    finally:
+        output = stop(proc)
+    assert proc.returncode == 0, output
+    streams = probe_streams(pulled)
+    assert (streams["video"]["codec_name"], streams["video"]["width"], streams["video"]["height"]) == (
+        "h264",
+        1280,
+        720,
+    )
+    assert streams["video"]["r_frame_rate"] == "30/1"
+    assert (streams["audio"]["codec_name"], streams["audio"]["sample_rate"], streams["audio"]["channels"]) == (
+        "aac",
+        "44100",
+        2,
+    )
+    keys = keyframe_times(pulled)
+    assert len(keys) >= 25 and max(b - a for a, b in zip(keys, keys[1:], strict=False)) <= 2.05
+    assert silences(pulled, 0.25) == [], "no gap in the audio"
+    assert mean_volume(pulled) > -40, "and it is not silent"
+
+    # the key stays out of everything we write or print
+    files = [p for p in workdir.rglob("*") if p.is_file() and p.suffix in (".json", ".yaml", ".log", ".txt")]
+    assert any(p.name == "config.yaml" for p in files) and any(p.name == "status.json" for p in files)
+    for path in files:
+        assert STREAM_KEY not in path.read_text(errors="replace"), f"the stream key leaked into {path}"
+    assert STREAM_KEY not in output
+    assert "live2/<YOUTUBE_STREAM_KEY>" in output
+
+
+def test_ingest_killed_and_restarted_the_stream_comes_back_with_the_backlog_intact(trained_run, ingest, tmp_path):
+    workdir = tmp_path / "stream"
+    url = ingest.url("live", "preview")
+    proc = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=rtmp", f"sink.url={url}")
+    try:
+        wait_for(lambda: status(workdir).get("audio_sent_s", 0) > 5, 120, "the stream to go live")
+        pull(url, 2, tmp_path / "before.flv")
+        backlog_before = {p.name for p in (workdir / "backlog").glob("track_*.wav")}
+        ingest.kill()
+        wait_for(lambda: status(workdir).get("reconnects", 0) >= 1, 60, "the supervisor to notice the drop")
+        with LocalRtmp(ingest.folder, port=ingest.port):
+            restarted = time.monotonic()
+            pull(url, 2, tmp_path / "after.flv", timeout=30)
+            back_after = time.monotonic() - restarted
+            output = stop(proc)
+    finally:
+        stop(proc)
+    assert back_after < 10 + 2, f"the stream came back {back_after:.1f} s after the ingest did (2 s of it is the pull)"
+    assert probe_streams(tmp_path / "after.flv").keys() == {"video", "audio"}
+    assert backlog_before <= {p.name for p in (workdir / "backlog").glob("track_*.wav")}, "the backlog is intact"
+    assert "reconnecting" in output
+
+
+def test_a_generator_slower_than_real_time_falls_back_and_says_so(trained_run, tmp_path):
+    workdir = tmp_path / "stream"
+    proc = start_stream(
+        trained_run / "checkpoints" / "best.pt",
+        workdir,
+        "sink=file",
+        "batch_size=2",
+        "track_seconds=1.5",
+        "render_rate_limit=3000",
+        "duration_seconds=25",
+    )
+    output = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 0, output
+    final = status(workdir)
+    assert final["real_time_factor"] < 1.0
+    assert final["fallback_seconds"] > 3
+    recording = workdir / "preview.flv"
+    assert silences(recording, 0.25) == [], "the fallback keeps the audio going"
+    assert "renderer behind: replaying" in output
+
+
+def test_a_restart_resumes_from_the_backlog_at_once(trained_run, tmp_path):
+    workdir = tmp_path / "stream"
+    first = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=file", "duration_seconds=6")
+    first_out = first.communicate(timeout=180)[0]
+    assert "rendering the first" in first_out
+    position = json.loads((workdir / "backlog" / "position.json").read_text())
+    second = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=file", "duration_seconds=4")
+    second_out = second.communicate(timeout=180)[0]
+    assert second.returncode == 0, second_out
+    assert "rendering the first" not in second_out, "it goes live from the backlog, without rendering first"
+    assert json.loads((workdir / "backlog" / "position.json").read_text())["track"] >= position["track"]
+
+
+def test_missing_key_and_unreachable_ingest_fail_before_the_model_loads(tmp_path):
+    missing_checkpoint = tmp_path / "not-loaded.pt"
+    env = {k: v for k, v in os.environ.items() if k != "YOUTUBE_STREAM_KEY"}
+    cases = (
+        ("sink=youtube", "YOUTUBE_STREAM_KEY"),
+        (f"sink=rtmp sink.url=rtmp://127.0.0.1:{free_port()}/live/x", "cannot reach the ingest"),
+    )
+    for sink, message in cases:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "stream.py"),
+                f"checkpoint={missing_checkpoint}",
+                *sink.split(),
+                f"workdir={tmp_path / 'w'}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2
+        assert message in proc.stdout + proc.stderr
+        assert "checkpoint" not in (proc.stdout + proc.stderr).lower(), "the sink is checked before the model is loaded"

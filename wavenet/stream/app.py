@@ -1,0 +1,95 @@
+"""stream.py's work: check the sink, load the model, start rendering, wait for the first track, go live."""
+
+import logging
+import queue
+import threading
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
+from wavenet.device import resolve_device
+from wavenet.errors import UserError
+from wavenet.storage import S3Settings, local_copy
+from wavenet.stream.backlog import Backlog
+from wavenet.stream.encoder import EncoderSettings, ffmpeg_args
+from wavenet.stream.picture import draw_default_background, write_now_playing
+from wavenet.stream.playout import Playout
+from wavenet.stream.render import LiveRenderer, TrackRenderer
+from wavenet.stream.sink import SinkConfig, check_reachable, resolve_target
+from wavenet.stream.supervisor import Supervisor, SupervisorSettings
+
+log = logging.getLogger(__name__)
+
+
+def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
+    """Run the stream until `stop` is set (SIGTERM) or cfg.duration_seconds is up; returns the final status."""
+    target = resolve_target(SinkConfig(**OmegaConf.to_container(cfg.sink, resolve=True)))
+    check_reachable(target)  # before the model is loaded: a wrong URL fails in a second, not after a minute
+    if cfg.mode not in ("parallel", "direct"):
+        raise UserError(f"mode={cfg.mode!r}: use parallel (batches of tracks) or direct (one live stream).")
+    workdir = Path(cfg.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.render_threads)  # leave the other cores to ffmpeg
+    s3 = S3Settings(**OmegaConf.to_container(cfg.s3))
+    ckpt = load_checkpoint(local_copy(cfg.checkpoint, cfg.cache_dir, s3), device)
+    model = model_from_checkpoint(ckpt, device)
+    backlog = Backlog(workdir / "backlog", model.cfg.sample_rate, cfg.keep_played)
+    live = queue.Queue(maxsize=64) if cfg.mode == "direct" else None
+    renderer = TrackRenderer(
+        model,
+        backlog,
+        cfg.batch_size,
+        cfg.track_seconds,
+        cfg.temperature,
+        cfg.seed,
+        cfg.max_backlog_minutes,
+        stop,
+        cfg.render_rate_limit,
+    )
+    renderer.start()
+    try:
+        return _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir)
+    finally:
+        stop.set()  # also when something failed: the render threads end with us
+        renderer.join(timeout=60)
+
+
+def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -> dict:
+    rate = model.cfg.sample_rate
+    if live is not None:  # direct mode: the track renderer still fills the backlog the fallback plays from
+        LiveRenderer(model, rate, cfg.temperature, cfg.seed, live, stop, rate_limit=cfg.render_rate_limit).start()
+    if not backlog.indices():
+        log.info(f"rendering the first {cfg.batch_size} tracks of {cfg.track_seconds} s before going live")
+    while not backlog.indices() and not stop.is_set():
+        if renderer.error:
+            raise renderer.error
+        stop.wait(0.5)  # waiting for the first track file; the renderer has no event for it
+
+    background = Path(cfg.background) if cfg.background else draw_default_background(workdir / "background.png")
+    now_playing = workdir / "now_playing.txt"
+    write_now_playing(now_playing, "lofi-wavenet radio")
+    args = ffmpeg_args(
+        target.url, rate, background, now_playing, EncoderSettings(**OmegaConf.to_container(cfg.encoder))
+    )
+    playout = Playout(backlog, cfg.crossfade_seconds, live, cfg.jitter_seconds)
+    describe = f"model {Path(cfg.checkpoint).parent.parent.name} step {ckpt['step']}  |  temperature {cfg.temperature}"
+    settings = SupervisorSettings(**OmegaConf.to_container(cfg.supervisor))
+    supervisor = Supervisor(
+        target,
+        args,
+        playout,
+        backlog,
+        renderer,
+        now_playing,
+        workdir / "status.json",
+        describe,
+        settings,
+        stop,
+        cfg.duration_seconds,
+    )
+    supervisor.run()
+    return supervisor.status()

@@ -1,0 +1,61 @@
+"""Finished tracks on disk, and where playback is: what makes a restart resume at once."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from wavenet.audio import write_wav
+
+TRACK = re.compile(r"track_(\d{6})\.wav$")
+
+
+class Backlog:
+    """backlog/track_NNNNNN.wav (numbered in play order) and backlog/position.json."""
+
+    def __init__(self, folder: Path, sample_rate: int, keep_played: int = 50):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sample_rate = sample_rate
+        self.keep_played = keep_played  # played tracks kept for the fallback
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"track_{index:06d}.wav"
+
+    def indices(self) -> list[int]:
+        return sorted(int(m.group(1)) for p in self.folder.iterdir() if (m := TRACK.match(p.name)))
+
+    def next_free_index(self) -> int:
+        indices = self.indices()
+        return max(indices[-1] + 1, self.load_position()["track"]) if indices else self.load_position()["track"]
+
+    def add(self, index: int, audio: np.ndarray) -> Path:
+        return write_wav(self.path(index), audio, self.sample_rate)
+
+    def read(self, index: int) -> np.ndarray:
+        audio, _ = sf.read(self.path(index), dtype="float32")
+        return audio
+
+    def seconds_after(self, track: int) -> float:
+        """Audio waiting to be played: tracks numbered from `track` on."""
+        return sum(sf.info(self.path(i)).frames for i in self.indices() if i >= track) / self.sample_rate
+
+    def load_position(self) -> dict:
+        path = self.folder / "position.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        return {"track": 0, "offset": 0}
+
+    def save_position(self, track: int, offset: int) -> None:
+        tmp = self.folder / ".position.json.tmp"
+        tmp.write_text(json.dumps({"track": track, "offset": offset}))
+        os.replace(tmp, self.folder / "position.json")
+
+    def prune(self, playing: int) -> None:
+        """Delete played tracks beyond the newest `keep_played` of them."""
+        played = [i for i in self.indices() if i < playing]
+        for i in played[: max(0, len(played) - self.keep_played)]:
+            self.path(i).unlink(missing_ok=True)

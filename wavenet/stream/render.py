@@ -1,0 +1,162 @@
+"""Rendering ahead of playback, in a background thread.
+
+TrackRenderer (parallel tracks): generate the next B tracks in one batch with the cached engine and put them in
+the backlog, until it holds enough minutes. LiveRenderer (direct): one continuous stream, chunk by chunk, into a
+queue that the playout drains behind a small jitter buffer.
+"""
+
+import logging
+import queue
+import threading
+import time
+
+import numpy as np
+import torch
+
+from wavenet.audio import mu_law_decode
+from wavenet.generation import SILENCE_CODE, CachedGenerator, generate, sample_codes
+from wavenet.model import WaveNet
+from wavenet.stream.backlog import Backlog
+
+log = logging.getLogger(__name__)
+
+
+class Stopped(Exception):
+    """Raised inside a render when the stream is stopping, so that a long batch does not hold up the exit."""
+
+
+class RateMeter:
+    """Audio seconds made per wall second while rendering: the real-time factor."""
+
+    def __init__(self, sample_rate: int, limit: float | None):
+        self.rate, self.limit = sample_rate, limit  # limit: samples/s at most (to share a device, or to test)
+        self.audio_s = self.busy_s = 0.0
+        self.window_start = time.perf_counter()
+        self.window_samples = 0
+
+    def add(self, samples: int, seconds: float) -> None:
+        self.audio_s += samples / self.rate
+        self.busy_s += seconds
+
+    def throttle(self, samples: int) -> None:
+        """Hold the render rate under the limit (called after every step)."""
+        if not self.limit:
+            return
+        self.window_samples += samples
+        ahead = self.window_samples / self.limit - (time.perf_counter() - self.window_start)
+        if ahead > 0:
+            time.sleep(ahead)  # pacing to a rate, by design
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.audio_s / self.busy_s if self.busy_s else 0.0
+
+
+class TrackRenderer(threading.Thread):
+    def __init__(
+        self,
+        model: WaveNet,
+        backlog: Backlog,
+        batch: int,
+        track_seconds: float,
+        temperature: float,
+        seed: int,
+        max_backlog_minutes: float,
+        stop: threading.Event,
+        rate_limit: float | None = None,
+    ):
+        super().__init__(name="track-renderer", daemon=True)
+        self.model, self.backlog, self.batch = model, backlog, batch
+        self.track_samples = int(track_seconds * backlog.sample_rate)
+        self.temperature, self.seed = temperature, seed
+        self.max_backlog_s = max_backlog_minutes * 60
+        self.stop = stop
+        self.meter = RateMeter(backlog.sample_rate, rate_limit)
+        self.playing_track = backlog.load_position()["track"]
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                if self.backlog.seconds_after(self.playing_track) >= self.max_backlog_s:
+                    self.stop.wait(1.0)  # enough rendered: look again in a second
+                    continue
+                self.render_batch()
+        except Stopped:
+            pass
+        except BaseException as err:  # surfaced by the supervisor
+            self.error = err
+            log.exception("track renderer failed")
+
+    def after_step(self, _n: int) -> None:
+        if self.stop.is_set():
+            raise Stopped
+        self.meter.throttle(self.batch)
+
+    def render_batch(self) -> None:
+        first = self.backlog.next_free_index()
+        start = time.perf_counter()
+        self.meter.window_start, self.meter.window_samples = start, 0
+        codes = generate(
+            self.model,
+            self.track_samples,
+            self.batch,
+            self.temperature,
+            seed=self.seed + first,
+            progress=self.after_step,
+        )
+        self.meter.add(self.track_samples * self.batch, time.perf_counter() - start)
+        audio = mu_law_decode(codes).cpu().numpy()
+        for i, track in enumerate(audio):
+            self.backlog.add(first + i, fade_edges(track, self.backlog.sample_rate))
+        log.info(f"rendered tracks {first}-{first + self.batch - 1} at {self.meter.real_time_factor:.2f}x real time")
+
+
+class LiveRenderer(threading.Thread):
+    """One stream generated continuously, in chunks of `chunk_seconds`, into `out`."""
+
+    def __init__(
+        self,
+        model: WaveNet,
+        sample_rate: int,
+        temperature: float,
+        seed: int,
+        out: "queue.Queue",
+        stop: threading.Event,
+        chunk_seconds: float = 0.25,
+        rate_limit: float | None = None,
+    ):
+        super().__init__(name="live-renderer", daemon=True)
+        self.model, self.temperature, self.out, self.stop = model, temperature, out, stop
+        self.chunk = int(chunk_seconds * sample_rate)
+        self.rng = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        self.meter = RateMeter(sample_rate, rate_limit)
+        self.error: BaseException | None = None
+
+    @torch.inference_mode()
+    def run(self) -> None:
+        try:
+            engine = CachedGenerator(self.model, 1)
+            device = next(self.model.parameters()).device
+            logits = engine.step(torch.full((1,), SILENCE_CODE, dtype=torch.long, device=device))
+            codes = torch.empty(self.chunk, dtype=torch.long, device=device)
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                for t in range(self.chunk):
+                    codes[t] = sample_codes(logits, self.temperature, self.rng)[0]
+                    logits = engine.step(codes[t : t + 1])
+                    self.meter.throttle(1)
+                self.meter.add(self.chunk, time.perf_counter() - start)
+                self.out.put(mu_law_decode(codes).cpu().numpy().astype(np.float32))
+        except BaseException as err:
+            self.error = err
+            log.exception("live renderer failed")
+
+
+def fade_edges(audio: np.ndarray, rate: int, seconds: float = 0.05) -> np.ndarray:
+    n = min(int(seconds * rate), len(audio) // 2)
+    ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    audio = audio.astype(np.float32).copy()
+    audio[:n] *= ramp
+    audio[len(audio) - n :] *= ramp[::-1]
+    return audio

@@ -1,0 +1,167 @@
+"""The supervisor: feeds ffmpeg in real time, restarts it with backoff when the ingest drops or hangs, keeps the
+playback position, reports status, and ends cleanly on SIGTERM."""
+
+import json
+import logging
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wavenet.secrets import secret_values
+from wavenet.stream.backlog import Backlog
+from wavenet.stream.picture import write_now_playing
+from wavenet.stream.playout import Playout
+from wavenet.stream.sink import Target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SupervisorSettings:
+    chunk_seconds: float = 0.1  # PCM written per write; ffmpeg (-re) takes it in real time
+    status_interval_s: float = 10.0  # a status line in the log this often
+    backoff_start_s: float = 0.5
+    backoff_max_s: float = 5.0
+    stable_after_s: float = 30.0  # a connection that lasted this long resets the backoff
+
+
+class Supervisor:
+    def __init__(
+        self,
+        target: Target,
+        ffmpeg_args: list[str],
+        playout: Playout,
+        backlog: Backlog,
+        renderer,
+        now_playing: Path,
+        status_file: Path,
+        describe: str,
+        settings: SupervisorSettings,
+        stop: threading.Event,
+        duration_s: float | None = None,
+    ):
+        self.target, self.args = target, ffmpeg_args
+        self.playout, self.backlog, self.renderer = playout, backlog, renderer
+        self.now_playing, self.status_file, self.describe = now_playing, status_file, describe
+        self.s = settings
+        self.stop = stop
+        self.duration_s = duration_s  # stop after this long (a preview); None runs until SIGTERM
+        self.reconnects = 0
+        self.sent_seconds = 0.0
+        self.state = "starting"
+        self.started = time.monotonic()
+
+    # -- status -----------------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        seg = self.playout.current if self.playout.segments else None
+        return {
+            "state": self.state,
+            "sink": self.target.shown,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "audio_sent_s": round(self.sent_seconds, 1),
+            "real_time_factor": round(self.renderer.meter.real_time_factor, 3),
+            "backlog_minutes": round(self.backlog.seconds_after(self.playout.next_track) / 60, 2),
+            "reconnects": self.reconnects,
+            "fallback_seconds": round(self.playout.fallback_seconds, 1),
+            "fallback_now": bool(seg and seg.fallback),
+            "track": seg.track if seg else None,
+        }
+
+    def report(self, line: bool) -> None:
+        status = self.status()
+        tmp = self.status_file.with_name(f".{self.status_file.name}.tmp")
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
+        os.replace(tmp, self.status_file)
+        track = "live" if status["track"] == -1 else f"track {status['track']}"
+        uptime = time.strftime("%H:%M:%S", time.gmtime(status["uptime_s"]))
+        write_now_playing(
+            self.now_playing,
+            f"lofi-wavenet radio  |  {track}{' (replay)' if status['fallback_now'] else ''}  |  {self.describe}  |  up {uptime}",
+        )
+        if line and status["fallback_now"]:
+            log.warning(
+                f"renderer behind: replaying track {status['track']} (fallback so far {status['fallback_seconds']:.0f} s)"
+            )
+        if line:
+            log.info(
+                f"{status['state']} {uptime} | {track} | backlog {status['backlog_minutes']:.1f} min | render "
+                f"{status['real_time_factor']:.2f}x real time | reconnects {status['reconnects']} | fallback {status['fallback_seconds']:.0f} s"
+            )
+
+    # -- running ffmpeg ---------------------------------------------------------------------------------------
+    def _log_ffmpeg(self, stream) -> None:
+        secrets = [self.target.url, *secret_values()]
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip()
+            for secret in secrets:
+                line = line.replace(secret, self.target.shown if secret == self.target.url else "<redacted>")
+            if line:
+                log.warning(f"ffmpeg: {line}")
+
+    def _feed(self, proc: subprocess.Popen) -> None:
+        """Write PCM until ffmpeg stops taking it, the duration is up, or we are told to stop."""
+        chunk = int(self.s.chunk_seconds * self.backlog.sample_rate)
+        next_report = next_line = 0.0
+        while not self.stop.is_set():
+            if self.duration_s and time.monotonic() - self.started >= self.duration_s:
+                self.stop.set()
+                break
+            pcm = (np.clip(self.playout.read(chunk), -1, 1) * 32767).astype("<i2").tobytes()
+            proc.stdin.write(pcm)  # blocks while ffmpeg (-re) is ahead of real time
+            self.sent_seconds += self.s.chunk_seconds
+            self.renderer.playing_track = self.playout.next_track - 1
+            now = time.monotonic()
+            if now >= next_report:
+                self.playout.save_position()
+                self.report(line=now >= next_line)
+                next_report = now + 1.0
+                next_line = next_line if now < next_line else now + self.s.status_interval_s
+
+    def run(self) -> None:
+        backoff = self.s.backoff_start_s
+        while not self.stop.is_set():
+            self.state = "live"
+            log.info(f"streaming to {self.target.shown}")
+            proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            reader = threading.Thread(target=self._log_ffmpeg, args=(proc.stderr,), daemon=True)
+            reader.start()
+            connected_at = time.monotonic()
+            try:
+                self._feed(proc)
+            except (BrokenPipeError, ConnectionResetError, OSError) as err:
+                log.warning(
+                    f"ingest dropped ({err.__class__.__name__}); playback holds at track {self.playout.current.track}"
+                )
+            finally:
+                self._close(proc)
+                reader.join(timeout=5)
+            if self.stop.is_set():
+                break
+            self.state = "reconnecting"
+            self.reconnects += 1
+            if time.monotonic() - connected_at >= self.s.stable_after_s:
+                backoff = self.s.backoff_start_s
+            self.report(line=True)
+            log.warning(f"reconnecting to {self.target.shown} in {backoff:.1f} s (reconnect {self.reconnects})")
+            self.stop.wait(backoff)  # the backoff itself: wait, unless told to stop
+            backoff = min(self.s.backoff_max_s, backoff * 2)
+        self.state = "stopped"
+        self.playout.save_position()
+        self.report(line=True)
+
+    def _close(self, proc: subprocess.Popen) -> None:
+        """Let ffmpeg finish what it has (end of input), or end it if it does not."""
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
