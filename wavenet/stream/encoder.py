@@ -29,7 +29,7 @@ def ffmpeg_args(
     s = settings
     gop = int(s.fps * s.keyframe_seconds)
     picture = ffmpeg.input(str(background), loop=1, framerate=s.fps).video.filter("scale", 1280, 720)
-    audio = ffmpeg.input("pipe:0", format="s16le", ar=sample_rate, ac=1, re=None, thread_queue_size=1024).audio
+    audio = ffmpeg.input("pipe:0", format="s16le", ar=sample_rate, ac=1, re=None, thread_queue_size=8).audio
     audio = audio.filter("aresample", 44100).filter("aformat", channel_layouts="stereo")
     split = audio.filter_multi_output("asplit")
     waves = split[1].filter("showwaves", s="1280x240", mode="cline", rate=s.fps, colors="0xffe0c0").filter("fps", s.fps)

@@ -100,7 +100,7 @@ class Supervisor:
             line = raw.decode(errors="replace").rstrip()
             for secret in secrets:
                 line = line.replace(secret, self.target.shown if secret == self.target.url else "<redacted>")
-            if line:
+            if line and "Thread message queue blocking" not in line:  # that one is our real-time backpressure
                 log.warning(f"ffmpeg: {line}")
 
     def _feed(self, proc: subprocess.Popen) -> None:
