@@ -3,7 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_RUN ?= demo
 
-.PHONY: setup demo test lint bench
+SYSTEM_PACKAGES := ffmpeg nginx libnginx-mod-rtmp fonts-dejavu-core
+
+.PHONY: system setup demo test lint bench
+
+# ffmpeg (decoding, the stream), nginx with the RTMP module (the tests' local ingest), a font for the overlay text.
+system:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
+		echo "installing $(SYSTEM_PACKAGES) with apt-get"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -12,9 +22,10 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed
+setup: system $(VENV)/.installed
 
-# Synthesise, prepare, upload to a local S3 server, train from s3:// (about 5 minutes on 2 CPU cores), generate.
+# Synthesise, prepare, upload to a local S3 server, train from s3:// (about 6 minutes on 2 CPU cores), generate,
+# and a 30 s preview of the livestream into a recording.
 demo: setup
 	$(PY) -m data_prep.demo --name $(DEMO_RUN)
 

@@ -1,6 +1,7 @@
 """The whole demo, as the README's main command runs it, through a real S3 server on loopback:
 
-synthesise lo-fi tracks -> prepare them -> start SeaweedFS -> upload -> train from s3:// -> generate -> stop.
+synthesise lo-fi tracks -> prepare them -> start SeaweedFS -> upload -> train from s3:// -> generate -> stop,
+then a 30 s preview of the livestream into a recording.
 
     python -m data_prep.demo [--name demo] [HYDRA_OVERRIDE ...]
 
@@ -35,16 +36,16 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args()
 
-    step("1/5 synthesising the demo sources (data/demo_sources)")
+    step("1/6 synthesising the demo sources (data/demo_sources)")
     make_corpus(Path("data/demo_sources"), tracks=20, seed=0)
-    step("2/5 preparing them into a corpus (data/demo)")
+    step("2/6 preparing them into a corpus (data/demo)")
     settings = PrepSettings(val_fraction=0.15)  # two of the twenty tracks for validation
     report = prepare_folder(Path("data/demo_sources"), Path("data/demo"), settings, workers=os.cpu_count() or 1)
     print_report(report, Path("data/demo"))
 
     # A private S3 server for this run: credentials made up now, handed to our child processes only.
     access_key, secret_key = "lofi-demo", secrets.token_hex(16)
-    step("3/5 starting SeaweedFS on 127.0.0.1 (data in .cache/seaweedfs)")
+    step("3/6 starting SeaweedFS on 127.0.0.1 (data in .cache/seaweedfs)")
     with LocalS3(Path(".cache/seaweedfs"), access_key, secret_key, buckets=(BUCKET,)) as s3:
         env = {
             **os.environ,
@@ -55,10 +56,10 @@ def main() -> None:
         }
         os.environ.update(env)
         print(f"S3 endpoint {s3.endpoint_url}")
-        step(f"4/5 uploading data/demo to {CORPUS_URI}")
+        step(f"4/6 uploading data/demo to {CORPUS_URI}")
         uploaded = upload_folder(Path("data/demo"), CORPUS_URI, S3Settings(path_style=True))
         print(f"{len(uploaded.transferred)} objects uploaded, {len(uploaded.unchanged)} unchanged")
-        step(f"5/5 training the demo model from {CORPUS_URI}, then generating a clip")
+        step(f"5/6 training the demo model from {CORPUS_URI}, then generating a clip")
         train = [
             sys.executable,
             str(ROOT / "train.py"),

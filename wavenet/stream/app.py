@@ -60,8 +60,13 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
 
 def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -> dict:
     rate = model.cfg.sample_rate
+    meter = renderer.meter
     if live is not None:  # direct mode: the track renderer still fills the backlog the fallback plays from
-        LiveRenderer(model, rate, cfg.temperature, cfg.seed, live, stop, rate_limit=cfg.render_rate_limit).start()
+        live_renderer = LiveRenderer(
+            model, rate, cfg.temperature, cfg.seed, live, stop, rate_limit=cfg.render_rate_limit
+        )
+        live_renderer.start()
+        meter = live_renderer.meter
     if not backlog.indices():
         log.info(f"rendering the first {cfg.batch_size} tracks of {cfg.track_seconds} s before going live")
     while not backlog.indices() and not stop.is_set():
@@ -90,6 +95,7 @@ def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -
         settings,
         stop,
         cfg.duration_seconds,
+        meter,
     )
     supervisor.run()
     return supervisor.status()

@@ -44,6 +44,7 @@ class Supervisor:
         settings: SupervisorSettings,
         stop: threading.Event,
         duration_s: float | None = None,
+        meter=None,
     ):
         self.target, self.args = target, ffmpeg_args
         self.playout, self.backlog, self.renderer = playout, backlog, renderer
@@ -51,6 +52,7 @@ class Supervisor:
         self.s = settings
         self.stop = stop
         self.duration_s = duration_s  # stop after this long (a preview); None runs until SIGTERM
+        self.meter = meter or renderer.meter  # whose real-time factor the status reports (the live one in direct mode)
         self.reconnects = 0
         self.sent_seconds = 0.0
         self.state = "starting"
@@ -64,7 +66,7 @@ class Supervisor:
             "sink": self.target.shown,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "audio_sent_s": round(self.sent_seconds, 1),
-            "real_time_factor": round(self.renderer.meter.real_time_factor, 3),
+            "real_time_factor": round(self.meter.real_time_factor, 3),
             "backlog_minutes": round(self.backlog.seconds_after(self.playout.next_track) / 60, 2),
             "reconnects": self.reconnects,
             "fallback_seconds": round(self.playout.fallback_seconds, 1),
