@@ -80,9 +80,24 @@ def main() -> None:
         f"out_dir={clip_dir}",
     ]
     subprocess.run(generate, check=True)
+    step("6/6 a 30 s preview of the livestream: the same ffmpeg path as YouTube, into a recording")
+    stream_dir = Path("runs") / args.name / "stream"
+    preview = [
+        sys.executable,
+        str(ROOT / "stream.py"),
+        f"checkpoint=runs/{args.name}/checkpoints/best.pt",
+        "sink=file",
+        f"workdir={stream_dir}",
+        "batch_size=16",
+        "track_seconds=4",
+        "duration_seconds=30",
+    ]
+    subprocess.run(preview, check=True)
     print(
         f"\nYour clip: {clip_dir / 'clip_000.wav'} (5 s, 16 kHz). Audio from training: runs/{args.name}/samples/. "
-        f"Metrics: runs/{args.name}/metrics.jsonl; W&B (offline): runs/{args.name}/wandb/."
+        f"Metrics: runs/{args.name}/metrics.jsonl; W&B (offline): runs/{args.name}/wandb/.\n"
+        f"The livestream preview (1280x720 H.264 + AAC, what YouTube would get): {stream_dir / 'preview.flv'}. "
+        f"Watch it: ffplay {stream_dir / 'preview.flv'} (or open it in VLC)."
     )
 
 

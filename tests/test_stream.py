@@ -277,8 +277,14 @@ def test_missing_key_and_unreachable_ingest_fail_before_the_model_loads(tmp_path
 
 def test_direct_mode_streams_live_audio_behind_a_jitter_buffer(trained_run, tmp_path):
     workdir = tmp_path / "stream"
-    proc = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=file", "mode=direct",
-                        "jitter_seconds=0.5", "duration_seconds=12")
+    proc = start_stream(
+        trained_run / "checkpoints" / "best.pt",
+        workdir,
+        "sink=file",
+        "mode=direct",
+        "jitter_seconds=0.5",
+        "duration_seconds=12",
+    )
     output = proc.communicate(timeout=180)[0]
     assert proc.returncode == 0, output
     final = status(workdir)
