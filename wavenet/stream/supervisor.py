@@ -81,10 +81,8 @@ class Supervisor:
         os.replace(tmp, self.status_file)
         track = "live" if status["track"] == -1 else f"track {status['track']}"
         uptime = time.strftime("%H:%M:%S", time.gmtime(status["uptime_s"]))
-        write_now_playing(
-            self.now_playing,
-            f"lofi-wavenet radio  |  {track}{' (replay)' if status['fallback_now'] else ''}  |  {self.describe}  |  up {uptime}",
-        )
+        replay = " (replay)" if status["fallback_now"] else ""
+        write_now_playing(self.now_playing, f"lofi-wavenet radio  |  {track}{replay}\n{self.describe}  |  up {uptime}")
         if line and status["fallback_now"]:
             log.warning(
                 f"renderer behind: replaying track {status['track']} (fallback so far {status['fallback_seconds']:.0f} s)"
