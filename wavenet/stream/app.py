@@ -73,6 +73,8 @@ def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -
         if renderer.error:
             raise renderer.error
         stop.wait(0.5)  # waiting for the first track file; the renderer has no event for it
+    if stop.is_set():
+        return {"state": "stopped before going live", "backlog_tracks": len(backlog.indices())}
 
     background = Path(cfg.background) if cfg.background else draw_default_background(workdir / "background.png")
     now_playing = workdir / "now_playing.txt"
