@@ -15,8 +15,8 @@ from wavenet.errors import UserError
 @dataclass
 class SinkConfig:
     kind: str = "file"  # youtube, rtmp or file
-    url: str | None = None  # rtmp: the full rtmp(s):// URL; youtube: the ingest base (default YouTube's primary)
-    key_env: str = "YOUTUBE_STREAM_KEY"  # youtube: the environment variable that holds the stream key
+    url: str | None = None  # rtmp: rtmp(s)://host[:port]/app[/stream]; youtube: the ingest base (default YouTube's)
+    key_env: str | None = "YOUTUBE_STREAM_KEY"  # the environment variable that holds the stream key
     path: str = "runs/stream/preview.flv"  # file: the recording
 
 
@@ -48,11 +48,13 @@ def resolve_target(sink: SinkConfig) -> Target:
         return Target(f"{base}/{key}", f"{base}/<{sink.key_env}>")
     if sink.kind == "rtmp":
         if not sink.url or not sink.url.startswith(("rtmp://", "rtmps://")):
-            raise UserError(f"sink=rtmp needs sink.url=rtmp://host[:port]/app/stream (or rtmps://); got {sink.url!r}.")
+            raise UserError(f"sink=rtmp needs sink.url=rtmp://host[:port]/app (or rtmps://); got {sink.url!r}.")
+        key = os.environ.get(sink.key_env, "").strip() if sink.key_env else ""
+        url = f"{sink.url.rstrip('/')}/{key}" if key else sink.url  # a key in the environment stays out of configs
         parts = urlsplit(sink.url)
         app = parts.path.strip("/").split("/")[0]
         return Target(
-            sink.url, f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/{app}/<redacted>"
+            url, f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/{app}/<redacted>"
         )
     raise UserError(f"sink.kind={sink.kind!r}: use youtube, rtmp or file.")
 
