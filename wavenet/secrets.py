@@ -10,6 +10,7 @@ SECRET_ENV_VARS = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "YOUTUBE_STREAM_KEY",
+    "RTMP_STREAM_KEY",
 )
 SECRET_NAME = re.compile(r"(api_?key|secret|token|password|stream_key)", re.IGNORECASE)
 REDACTED = "<redacted>"
