@@ -31,10 +31,9 @@ def ingest(tmp_path):
         yield server
 
 
-def start_stream(checkpoint: Path, workdir: Path, *overrides: str, key: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if key:
-        env["YOUTUBE_STREAM_KEY"] = key
+def start_stream(checkpoint: Path, workdir: Path, *overrides: str, **secrets: str) -> subprocess.Popen:
+    """stream.py as a user starts it; keyword arguments go into its environment (YOUTUBE_STREAM_KEY=...)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **secrets}
     cmd = [
         sys.executable,
         str(ROOT / "stream.py"),
@@ -194,7 +193,13 @@ def test_youtube_sink_pulled_back_meets_the_ingest_spec_and_is_never_silent(trai
 def test_ingest_killed_and_restarted_the_stream_comes_back_with_the_backlog_intact(trained_run, ingest, tmp_path):
     workdir = tmp_path / "stream"
     url = ingest.url("live", "preview")
-    proc = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=rtmp", f"sink.url={url}")
+    proc = start_stream(
+        trained_run / "checkpoints" / "best.pt",
+        workdir,
+        "sink=rtmp",
+        f"sink.url=rtmp://127.0.0.1:{ingest.port}/live",
+        RTMP_STREAM_KEY="preview",
+    )
     try:
         wait_for(lambda: status(workdir).get("audio_sent_s", 0) > 5, 120, "the stream to go live")
         pull(url, 2, tmp_path / "before.flv")
