@@ -157,7 +157,7 @@ def test_youtube_sink_pulled_back_meets_the_ingest_spec_and_is_never_silent(trai
         workdir,
         "sink=youtube",
         f"sink.url=rtmp://127.0.0.1:{ingest.port}/live2",
-        key=STREAM_KEY,
+        YOUTUBE_STREAM_KEY=STREAM_KEY,
     )
     try:
         pulled = pull(ingest.url("live2", STREAM_KEY), 60, tmp_path / "pulled.flv", timeout=240)
