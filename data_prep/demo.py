@@ -26,6 +26,11 @@ CORPUS_URI = f"s3://{BUCKET}/corpus"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_script(script: str, *overrides: str, env: dict | None = None) -> None:
+    """Run one of the root scripts (train.py, generate.py, stream.py) as a user would; stop the demo if it fails."""
+    subprocess.run([sys.executable, str(ROOT / script), *overrides], env=env, check=True)
+
+
 def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
@@ -60,39 +65,30 @@ def main() -> None:
         uploaded = upload_folder(Path("data/demo"), CORPUS_URI, S3Settings(path_style=True))
         print(f"{len(uploaded.transferred)} objects uploaded, {len(uploaded.unchanged)} unchanged")
         step(f"5/6 training the demo model from {CORPUS_URI}, then generating a clip")
-        train = [
-            sys.executable,
-            str(ROOT / "train.py"),
+        run_script(
+            "train.py",
             "+exp=demo",
             f"name={args.name}",
             "train.resume=auto",
             f"data.source={CORPUS_URI}",
             "data.s3.path_style=true",
             *args.overrides,
-        ]
-        subprocess.run(train, env=env, check=True)
+            env=env,
+        )
+    checkpoint = f"checkpoint=runs/{args.name}/checkpoints/best.pt"
     clip_dir = Path("runs") / args.name / "generated"
-    generate = [
-        sys.executable,
-        str(ROOT / "generate.py"),
-        f"checkpoint=runs/{args.name}/checkpoints/best.pt",
-        "seconds=5",
-        f"out_dir={clip_dir}",
-    ]
-    subprocess.run(generate, check=True)
+    run_script("generate.py", checkpoint, "seconds=5", f"out_dir={clip_dir}")
     step("6/6 a 30 s preview of the livestream: the same ffmpeg path as YouTube, into a recording")
     stream_dir = Path("runs") / args.name / "stream"
-    preview = [
-        sys.executable,
-        str(ROOT / "stream.py"),
-        f"checkpoint=runs/{args.name}/checkpoints/best.pt",
+    run_script(
+        "stream.py",
+        checkpoint,
         "sink=file",
         f"workdir={stream_dir}",
         "batch_size=16",
         "track_seconds=4",
         "duration_seconds=30",
-    ]
-    subprocess.run(preview, check=True)
+    )
     print(
         f"\nYour clip: {clip_dir / 'clip_000.wav'} (5 s, 16 kHz). Audio from training: runs/{args.name}/samples/. "
         f"Metrics: runs/{args.name}/metrics.jsonl; W&B (offline): runs/{args.name}/wandb/.\n"

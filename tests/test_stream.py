@@ -150,6 +150,14 @@ def stop(proc: subprocess.Popen) -> str:
     return out or ""
 
 
+def run_to_the_end(trained_run: Path, workdir: Path, *overrides: str) -> tuple[str, dict]:
+    """A stream into a recording that ends by itself (duration_seconds); returns what it printed and its last status."""
+    proc = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=file", *overrides)
+    output = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 0, output
+    return output, status(workdir)
+
+
 def test_youtube_sink_pulled_back_meets_the_ingest_spec_and_is_never_silent(trained_run, ingest, tmp_path):
     workdir = tmp_path / "stream"
     proc = start_stream(
@@ -221,18 +229,9 @@ def test_ingest_killed_and_restarted_the_stream_comes_back_with_the_backlog_inta
 
 def test_a_generator_slower_than_real_time_falls_back_and_says_so(trained_run, tmp_path):
     workdir = tmp_path / "stream"
-    proc = start_stream(
-        trained_run / "checkpoints" / "best.pt",
-        workdir,
-        "sink=file",
-        "batch_size=2",
-        "track_seconds=1.5",
-        "render_rate_limit=3000",
-        "duration_seconds=25",
+    output, final = run_to_the_end(
+        trained_run, workdir, "batch_size=2", "track_seconds=1.5", "render_rate_limit=3000", "duration_seconds=25"
     )
-    output = proc.communicate(timeout=180)[0]
-    assert proc.returncode == 0, output
-    final = status(workdir)
     assert final["real_time_factor"] < 1.0
     assert final["fallback_seconds"] > 3
     recording = workdir / "preview.flv"
@@ -282,17 +281,7 @@ def test_missing_key_and_unreachable_ingest_fail_before_the_model_loads(tmp_path
 
 def test_direct_mode_streams_live_audio_behind_a_jitter_buffer(trained_run, tmp_path):
     workdir = tmp_path / "stream"
-    proc = start_stream(
-        trained_run / "checkpoints" / "best.pt",
-        workdir,
-        "sink=file",
-        "mode=direct",
-        "jitter_seconds=0.5",
-        "duration_seconds=12",
-    )
-    output = proc.communicate(timeout=180)[0]
-    assert proc.returncode == 0, output
-    final = status(workdir)
+    output, final = run_to_the_end(trained_run, workdir, "mode=direct", "jitter_seconds=0.5", "duration_seconds=12")
     assert final["real_time_factor"] > 0, "the live renderer reports its own speed"
     assert "| live |" in output, "live audio reached the stream"
     assert silences(workdir / "preview.flv", 0.25) == []
