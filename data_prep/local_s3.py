@@ -6,7 +6,6 @@ with LocalS3(data_dir, access_key, secret_key) as s3:   # random free ports, 127
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from wavenet.stream.rtmp_server import free_port
 
 PORT_FLAGS = (
     "master.port",
@@ -31,12 +32,6 @@ PORT_FLAGS = (
     "admin.port.grpc",
     "metricsPort",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def weed_binary() -> str:
