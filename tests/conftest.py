@@ -12,6 +12,10 @@ from wavenet.model import WaveNet, WaveNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Without a GPU the Triton generation kernel runs in Triton's interpreter (read when the kernel module is imported).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # Small enough for CPU tests, deep enough that the receptive field (1 + 2 * 15 = 31) spans several dilations.
 SMALL = WaveNetConfig(stacks=2, layers_per_stack=4, residual_channels=8, gate_channels=8, skip_channels=16)
 

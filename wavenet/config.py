@@ -71,6 +71,11 @@ class TrainConfig:
 
 
 @dataclass
+class GenerationConfig:
+    backend: str = "auto"  # auto, naive, cached, graph, triton, triton-bf16 (wavenet/generation/backends.py)
+
+
+@dataclass
 class GenerateConfig:
     checkpoint: str = "???"  # a .pt written by train.py: a path or s3://bucket/key
     out_dir: str | None = None  # default: the Hydra run directory
@@ -81,7 +86,7 @@ class GenerateConfig:
     prime: str | None = None  # a WAV (path or s3://bucket/key) whose audio the clips continue, and start with
     prime_seconds: float = 1.0  # how much of the prime's start is used
     batch_size: int = 8  # clips generated together
-    engine: str = "cached"  # cached or naive (the slow reference)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     device: str = "auto"
     cache_dir: str = ".cache/lofi-wavenet"  # where s3:// checkpoints and primes are fetched
     s3: S3Settings = field(default_factory=S3Settings)
@@ -101,6 +106,7 @@ class StreamConfig:
     keep_played: int = 50  # played tracks kept on disk for the fallback
     jitter_seconds: float = 1.0  # direct mode: live audio buffered before it plays
     render_threads: int = 1  # CPU threads for rendering; the rest are ffmpeg's
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     render_rate_limit: float | None = None  # samples/s at most (share a device; or slow it on purpose to test)
     duration_seconds: float | None = None  # stop after this long (a preview); null: until SIGTERM
     background: str | None = None  # an image for the picture; null: the default one drawn by lofi-wavenet

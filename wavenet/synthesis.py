@@ -12,7 +12,7 @@ from wavenet.audio import mu_law_decode, mu_law_encode, read_wav, write_wav
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.device import resolve_device
 from wavenet.errors import UserError
-from wavenet.generation import generate
+from wavenet.generation import check_backend, generate
 from wavenet.storage import S3Settings, local_copy
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def generate_clips(cfg: DictConfig, out_dir: Path) -> list[Path]:
     """Write cfg.num_clips clips of cfg.seconds; clip i uses seed cfg.seed + its batch index, so runs repeat."""
     if cfg.num_clips < 1 or cfg.batch_size < 1 or cfg.seconds <= 0:
         raise UserError("num_clips and batch_size must be at least 1 and seconds above 0.")
+    check_backend(cfg.generation.backend)
     device = resolve_device(cfg.device)
     s3 = S3Settings(**OmegaConf.to_container(cfg.s3))
     ckpt = load_checkpoint(local_copy(cfg.checkpoint, cfg.cache_dir, s3), device)
@@ -57,7 +58,7 @@ def generate_clips(cfg: DictConfig, out_dir: Path) -> list[Path]:
                 cfg.temperature,
                 seed=cfg.seed + first,
                 prime=primes,
-                engine=cfg.engine,
+                backend=cfg.generation.backend,
                 progress=bar.update,
             )
         if primes is not None:

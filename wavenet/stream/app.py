@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.device import resolve_device
 from wavenet.errors import UserError
+from wavenet.generation import check_backend
 from wavenet.storage import S3Settings, local_copy
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.encoder import EncoderSettings, ffmpeg_args
@@ -29,6 +30,7 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
     check_reachable(target)  # before the model is loaded: a wrong URL fails in a second, not after a minute
     if cfg.mode not in ("parallel", "direct"):
         raise UserError(f"mode={cfg.mode!r}: use parallel (batches of tracks) or direct (one live stream).")
+    check_backend(cfg.generation.backend)
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
@@ -49,6 +51,7 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
         cfg.max_backlog_minutes,
         stop,
         cfg.render_rate_limit,
+        cfg.generation.backend,
     )
     renderer.start()
     try:
@@ -63,7 +66,14 @@ def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -
     meter = renderer.meter
     if live is not None:  # direct mode: the track renderer still fills the backlog the fallback plays from
         live_renderer = LiveRenderer(
-            model, rate, cfg.temperature, cfg.seed, live, stop, rate_limit=cfg.render_rate_limit
+            model,
+            rate,
+            cfg.temperature,
+            cfg.seed,
+            live,
+            stop,
+            rate_limit=cfg.render_rate_limit,
+            backend=cfg.generation.backend,
         )
         live_renderer.start()
         meter = live_renderer.meter

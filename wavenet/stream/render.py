@@ -1,6 +1,6 @@
 """Rendering ahead of playback, in a background thread.
 
-TrackRenderer (parallel tracks): generate the next B tracks in one batch with the cached engine and put them in
+TrackRenderer (parallel tracks): generate the next B tracks in one batch with the generation engine and put them in
 the backlog, until it holds enough minutes. LiveRenderer (direct): one continuous stream, chunk by chunk, into a
 queue that the playout drains behind a small jitter buffer.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from wavenet.audio import mu_law_decode
-from wavenet.generation import SILENCE_CODE, CachedGenerator, generate, sample_codes
+from wavenet.generation import generate, make_engine
 from wavenet.model import WaveNet
 from wavenet.stream.backlog import Backlog
 
@@ -64,9 +64,10 @@ class TrackRenderer(threading.Thread):
         max_backlog_minutes: float,
         stop: threading.Event,
         rate_limit: float | None = None,
+        backend: str = "auto",
     ):
         super().__init__(name="track-renderer", daemon=True)
-        self.model, self.backlog, self.batch = model, backlog, batch
+        self.model, self.backlog, self.batch, self.backend = model, backlog, batch, backend
         self.track_samples = int(track_seconds * backlog.sample_rate)
         self.temperature, self.seed = temperature, seed
         self.max_backlog_s = max_backlog_minutes * 60
@@ -103,6 +104,7 @@ class TrackRenderer(threading.Thread):
             self.batch,
             self.temperature,
             seed=self.seed + first,
+            backend=self.backend,
             progress=self.after_step,
         )
         self.meter.add(self.track_samples * self.batch, time.perf_counter() - start)
@@ -125,27 +127,22 @@ class LiveRenderer(threading.Thread):
         stop: threading.Event,
         chunk_seconds: float = 0.25,
         rate_limit: float | None = None,
+        backend: str = "auto",
     ):
         super().__init__(name="live-renderer", daemon=True)
-        self.model, self.temperature, self.out, self.stop = model, temperature, out, stop
+        self.model, self.temperature, self.seed, self.out, self.stop = model, temperature, seed, out, stop
         self.chunk = int(chunk_seconds * sample_rate)
-        self.rng = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        self.backend = backend
         self.meter = RateMeter(sample_rate, rate_limit)
         self.error: BaseException | None = None
 
     @torch.inference_mode()
     def run(self) -> None:
         try:
-            engine = CachedGenerator(self.model, 1)
-            device = next(self.model.parameters()).device
-            logits = engine.step(torch.full((1,), SILENCE_CODE, dtype=torch.long, device=device))
-            codes = torch.empty(self.chunk, dtype=torch.long, device=device)
+            engine = make_engine(self.model, 1, self.backend, self.temperature, self.seed)
             while not self.stop.is_set():
                 start = time.perf_counter()
-                for t in range(self.chunk):
-                    codes[t] = sample_codes(logits, self.temperature, self.rng)[0]
-                    logits = engine.step(codes[t : t + 1])
-                    self.meter.throttle(1)
+                codes = engine.generate(self.chunk, progress=self.meter.throttle)[0]
                 self.meter.add(self.chunk, time.perf_counter() - start)
                 self.out.put(mu_law_decode(codes).cpu().numpy().astype(np.float32))
         except BaseException as err:

@@ -1,0 +1,161 @@
+"""The heart of the suite: every generation backend gives the full forward's logits and the cached engine's samples.
+
+On CPU the Triton kernel runs in Triton's interpreter (conftest sets TRITON_INTERPRET=1); the `gpu` tests run
+every backend on the real device with the 20- and 30-layer models of the benchmark.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from wavenet.errors import UserError
+from wavenet.generation import choose_backend, generate, gumbel_noise, make_engine, sample_codes
+from wavenet.generation.sampling import stream_keys
+from wavenet.model import WaveNet, WaveNetConfig
+
+BF16_TOLERANCE = 2e-2  # relative logit error of bf16 weights (docs/PERFORMANCE.md); fp32 must be under 1e-5
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def teacher_forced_error(model: WaveNet, backend: str, codes: torch.Tensor, prime: int, **options) -> float:
+    """Prime with codes[:, :prime], feed the rest; compare with a float64 full forward on the CPU."""
+    reference = copy.deepcopy(model).cpu().double()
+    full = reference(codes.cpu())[:, :, prime - 1 : -1].transpose(1, 2)  # (B, n, C): predictions of codes[prime:]
+    if options:
+        from wavenet.generation.triton_kernel import TritonEngine
+
+        engine = TritonEngine(model, codes.shape[0], **options)
+    else:
+        engine = make_engine(model, codes.shape[0], backend)
+    engine.prime(codes[:, :prime])
+    return relative_error(engine.teacher_forced(codes[:, prime:]).cpu().double(), full)
+
+
+def continued(model: WaveNet, backend: str, prime: torch.Tensor, lengths: list[int], seed: int = 3) -> torch.Tensor:
+    """Samples from one engine, asked for in several calls: the calls must continue one another."""
+    engine = make_engine(model, prime.shape[0], backend, temperature=0.9, seed=seed)
+    engine.prime(prime)
+    return torch.cat([engine.generate(n) for n in lengths], dim=1).cpu()
+
+
+@pytest.mark.parametrize("backend", ["naive", "cached", "triton"])
+def test_backend_logits_equal_full_forward(small_model, backend):
+    """Teacher-forced past the receptive field (31), batch 2, fp32."""
+    codes = torch.randint(0, 256, (2, 10 + 40))
+    assert teacher_forced_error(small_model, backend, codes, prime=10) < 1e-5
+
+
+def test_triton_blocks_of_16_streams_use_the_matrix_path(small_model):
+    """17 streams in blocks of 16: tl.dot, and a second block with one live stream and 15 masked ones."""
+    codes = torch.randint(0, 256, (17, 5 + 36))
+    assert teacher_forced_error(small_model, "triton", codes, prime=5, block_streams=16) < 1e-5
+
+
+def test_triton_bf16_weights_stay_within_the_documented_tolerance(small_model):
+    codes = torch.randint(0, 256, (2, 10 + 40))
+    error = teacher_forced_error(small_model, "triton", codes, prime=10, weight_dtype=torch.bfloat16)
+    assert 1e-6 < error < BF16_TOLERANCE  # really rounded to bf16, and still close
+
+
+@pytest.mark.parametrize("prime_length", [1, 7, 31, 100])
+def test_priming_in_one_forward_continues_the_full_forward(small_model, prime_length):
+    codes = torch.randint(0, 256, (2, 150))
+    assert teacher_forced_error(small_model, "cached", codes, prime=prime_length) < 1e-5
+
+
+def test_base_model_cached_equals_full_forward():
+    torch.manual_seed(1)
+    model = WaveNet(WaveNetConfig()).eval()
+    codes = torch.randint(0, 256, (2, model.receptive_field + 60))
+    assert teacher_forced_error(model, "cached", codes, prime=model.receptive_field) < 1e-5
+
+
+@pytest.mark.parametrize("backend", ["naive", "triton"])
+def test_backends_draw_the_cached_engines_samples(small_model, backend):
+    """Same seed, fp32: the same codes as cached eager, also when asked for in pieces."""
+    prime = torch.randint(0, 256, (2, 12))
+    expected = continued(small_model, "cached", prime, [45])
+    assert torch.equal(continued(small_model, backend, prime, [20, 25]), expected)
+
+
+def test_same_seed_same_audio_other_seed_other_audio(small_model):
+    a = generate(small_model, 300, batch_size=2, temperature=1.0, seed=5)
+    b = generate(small_model, 300, batch_size=2, temperature=1.0, seed=5)
+    c = generate(small_model, 300, batch_size=2, temperature=1.0, seed=6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a[0], a[1]), "streams in one batch must differ"
+
+
+def test_a_streams_audio_does_not_depend_on_the_batch_size(small_model):
+    three = generate(small_model, 200, batch_size=3, seed=5)
+    assert torch.equal(three[:2], generate(small_model, 200, batch_size=2, seed=5))
+
+
+def test_temperature_zero_is_greedy_and_low_temperature_concentrates(small_model):
+    greedy = generate(small_model, 50, temperature=0.0, seed=1)
+    assert torch.equal(greedy, generate(small_model, 50, temperature=0.0, seed=2))
+    hot = generate(small_model, 400, temperature=1.0, seed=1)
+    cold = generate(small_model, 400, temperature=0.05, seed=1)
+    assert cold.unique().numel() < hot.unique().numel()
+
+
+def test_counter_based_noise_draws_from_the_softmax():
+    """Gumbel-max with the hashed noise: code frequencies match softmax(logits / T) over 40,000 draws."""
+    logits = torch.tensor([[0.0, 1.0, 2.0, 0.5]])
+    keys = stream_keys(seed=11, batch_size=1)
+    noise = gumbel_noise(keys, 0, 40_000, 4)  # (steps, 1, 4)
+    for temperature in (1.0, 0.5):
+        codes = torch.stack([sample_codes(logits, temperature, noise[s]) for s in range(len(noise))])
+        frequencies = torch.bincount(codes.flatten(), minlength=4).float() / len(codes)
+        assert torch.allclose(frequencies, torch.softmax(logits[0] / temperature, 0), atol=0.01)
+
+
+def test_auto_is_cached_on_cpu(small_model):
+    assert choose_backend(small_model, 4) == "cached"
+
+
+def test_backend_mistakes_name_the_option(small_model):
+    with pytest.raises(UserError, match=r"generation.backend='fast' is not a backend: use one of auto, naive"):
+        make_engine(small_model, 1, "fast")
+    with pytest.raises(UserError, match="generation.backend=graph needs a CUDA device"):
+        make_engine(small_model, 1, "graph")
+
+
+# The GPU tests: the benchmark's models on the real device.
+
+GPU_MODELS = {"20 layers": WaveNetConfig(stacks=2), "30 layers": WaveNetConfig()}
+
+
+@pytest.fixture(scope="module", params=list(GPU_MODELS))
+def gpu_model(request) -> WaveNet:
+    torch.manual_seed(0)
+    return WaveNet(GPU_MODELS[request.param]).cuda().eval()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 48])
+@pytest.mark.parametrize("backend", ["cached", "graph", "triton", "triton-bf16"])
+def test_gpu_backend_logits_equal_full_forward(gpu_model, backend, batch):
+    codes = torch.randint(0, 256, (batch, gpu_model.receptive_field + 80), device="cuda")
+    error = teacher_forced_error(gpu_model, backend, codes, prime=gpu_model.receptive_field)
+    assert error < (BF16_TOLERANCE if backend == "triton-bf16" else 1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 48])
+@pytest.mark.parametrize("backend", ["graph", "triton"])
+def test_gpu_backends_draw_the_cached_engines_samples(gpu_model, backend, batch):
+    prime = torch.randint(0, 256, (batch, 100), device="cuda")
+    expected = continued(gpu_model, "cached", prime, [200])
+    assert torch.equal(continued(gpu_model, backend, prime, [130, 70]), expected)
+
+
+@pytest.mark.gpu
+def test_gpu_auto_picks_a_backend_with_the_cached_engines_samples(gpu_model):
+    assert choose_backend(gpu_model, 1) in ("triton", "graph", "cached")
+    assert torch.equal(generate(gpu_model, 300, 1, seed=4), generate(gpu_model, 300, 1, seed=4, backend="cached"))

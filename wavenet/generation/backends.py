@@ -1,0 +1,84 @@
+"""Choosing a backend by name, and `auto`: the fastest backend that gives the right logits on this device."""
+
+import logging
+import time
+
+import torch
+
+from wavenet.errors import UserError
+from wavenet.generation.engine import CachedEngine, Engine, NaiveEngine
+from wavenet.model import WaveNet
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "naive", "cached", "graph", "triton", "triton-bf16")
+AUTO_CANDIDATES = ("triton", "graph", "cached")  # on CUDA; exact (fp32) backends only: bf16 is opt-in
+AUTO_TOLERANCE = 1e-4  # relative logit error a candidate may show against the cached eager engine
+_auto_choices: dict[tuple, str] = {}
+
+
+def make_engine(
+    model: WaveNet, batch_size: int, backend: str = "auto", temperature: float = 1.0, seed: int = 0
+) -> Engine:
+    """An engine for `batch_size` streams of `model`; see BACKENDS."""
+    check_backend(backend)
+    if backend == "auto":
+        backend = choose_backend(model, batch_size)
+    if backend == "naive":
+        return NaiveEngine(model, batch_size, temperature, seed)
+    if backend == "cached":
+        return CachedEngine(model, batch_size, temperature, seed)
+    if backend == "graph":
+        from wavenet.generation.graphs import GraphEngine
+
+        return GraphEngine(model, batch_size, temperature, seed)
+    if backend in ("triton", "triton-bf16"):
+        from wavenet.generation.triton_kernel import TritonEngine
+
+        dtype = torch.bfloat16 if backend == "triton-bf16" else torch.float32
+        return TritonEngine(model, batch_size, temperature, seed, weight_dtype=dtype)
+    raise AssertionError(backend)
+
+
+def check_backend(backend: str) -> None:
+    """Fail early, with the option's name, on a backend name that does not exist."""
+    if backend not in BACKENDS:
+        raise UserError(f"generation.backend={backend!r} is not a backend: use one of {', '.join(BACKENDS)}.")
+
+
+def choose_backend(model: WaveNet, batch_size: int) -> str:
+    """`cached` on CPU; on CUDA the fastest of AUTO_CANDIDATES whose logits match, measured once per process."""
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return "cached"
+    key = (torch.cuda.get_device_name(device), tuple(sorted(model.cfg.to_dict().items())), batch_size)
+    if key not in _auto_choices:
+        rates = {}
+        for name in AUTO_CANDIDATES:
+            try:
+                rates[name] = measure(model, batch_size, name)
+            except Exception as err:  # a backend that fails to build or disagrees is left out, not fatal
+                log.warning(f"generation backend {name} left out: {err}")
+        _auto_choices[key] = max(rates, key=rates.get) if rates else "cached"
+        summary = ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items())
+        log.info(f"generation backend auto: {_auto_choices[key]} (samples/s at batch {batch_size}: {summary})")
+    return _auto_choices[key]
+
+
+@torch.inference_mode()
+def measure(model: WaveNet, batch_size: int, backend: str, samples: int = 256) -> float:
+    """Check a backend's logits against the cached eager engine, then time it: aggregate samples/s."""
+    codes = torch.randint(0, model.cfg.classes, (batch_size, 64), device=next(model.parameters()).device)
+    reference, engine = CachedEngine(model, batch_size), make_engine(model, batch_size, backend)
+    for e in (reference, engine):
+        e.prime(codes[:, :32])
+    expected, got = reference.teacher_forced(codes[:, 32:]), engine.teacher_forced(codes[:, 32:])
+    error = ((got - expected).abs().max() / expected.abs().max()).item()
+    if not error < AUTO_TOLERANCE:
+        raise ValueError(f"relative logit error {error:.2e} against the cached engine")
+    engine.generate(samples)  # warm-up: compilation, graph capture
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    engine.generate(samples)
+    torch.cuda.synchronize()
+    return samples * batch_size / (time.perf_counter() - start)

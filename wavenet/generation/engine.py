@@ -1,0 +1,172 @@
+"""The engine interface, and its two plain-PyTorch backends: naive (the reference) and cached eager.
+
+An engine holds the streaming state of one batch of streams. State: everything before the pending code (the
+last code seen, not yet fed), at position `t`. Each step feeds the pending code and gives the logits that predict
+the next one. Three calls, the same for every backend:
+
+    engine.prime(codes)            # (B, P): start after a prefix (default: one silence code)
+    engine.generate(n)             # (B, n): sample n codes, each fed back in
+    engine.teacher_forced(codes)   # (B, n) -> logits (B, n, C) predicting each of the given codes; for tests
+
+The cached engine keeps, per layer, a ring buffer of that layer's last `dilation` inputs, shape (dilation, B, R):
+slot t % d holds the input at t - d until it is overwritten by the input at t. An empty buffer holds zeros,
+exactly what the full forward's left padding feeds the convolution, so the two agree from the first sample.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from wavenet.generation.sampling import SILENCE_CODE, gumbel_noise, sample_codes, stream_keys
+from wavenet.model import WaveNet
+
+Progress = Callable[[int], object] | None
+NOISE_CHUNK = 256  # eager engines make the noise for this many steps at once
+
+
+class Engine:
+    """Streaming generation for one batch; subclasses define `_set_history` and `_step`."""
+
+    name = "engine"
+
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
+        self.model, self.batch_size, self.temperature = model, batch_size, temperature
+        self.device = next(model.parameters()).device
+        self.classes = model.cfg.classes
+        self.keys = stream_keys(seed, batch_size, self.device)
+        self.pending = torch.full((batch_size,), SILENCE_CODE, dtype=torch.long, device=self.device)
+        self.t = 0  # samples held in the state: the pending code sits at position t
+        self.index = 0  # samples generated since the last prime: the noise counter
+
+    @torch.inference_mode()
+    def prime(self, codes: torch.Tensor) -> None:
+        """Continue after `codes` (B, P), P >= 1: all but the last go into the state in one full forward."""
+        if codes.dim() != 2 or codes.shape[0] != self.batch_size or codes.shape[1] < 1:
+            raise ValueError(f"prime codes must be ({self.batch_size}, P >= 1), got {tuple(codes.shape)}")
+        codes = codes.to(self.device).long()
+        self.pending.copy_(codes[:, -1])
+        self._set_history(codes[:, :-1])
+        self.t, self.index = codes.shape[1] - 1, 0
+
+    @torch.inference_mode()
+    def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
+        """Sample (B, num_samples) codes, feeding each back in; progress(n) is called as samples are done."""
+        out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
+        for start in range(0, num_samples, NOISE_CHUNK):
+            steps = min(NOISE_CHUNK, num_samples - start)
+            noise = gumbel_noise(self.keys, self.index, steps, self.classes) if self.temperature > 0 else None
+            for s in range(steps):
+                code = sample_codes(self._step(self.pending), self.temperature, None if noise is None else noise[s])
+                out[:, start + s] = code
+                self.pending.copy_(code)
+                if progress is not None:
+                    progress(1)
+            self.index += steps
+        return out
+
+    @torch.inference_mode()
+    def teacher_forced(self, codes: torch.Tensor) -> torch.Tensor:
+        """Feed the pending code, then codes[:, :-1]: logits (B, n, C), row s predicting codes[:, s]."""
+        logits = []
+        for s in range(codes.shape[1]):
+            logits.append(self._step(self.pending))
+            self.pending.copy_(codes[:, s])
+        return torch.stack(logits, dim=1)
+
+    def _set_history(self, history: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _step(self, codes: torch.Tensor) -> torch.Tensor:
+        """Feed codes (B,) at position t; return the logits (B, C) predicting t + 1."""
+        raise NotImplementedError
+
+
+class NaiveEngine(Engine):
+    """The reference: a full forward over the receptive field for every sample."""
+
+    name = "naive"
+
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
+        super().__init__(model, batch_size, temperature, seed)
+        self.history = torch.empty(batch_size, 0, dtype=torch.long, device=self.device)
+
+    def _set_history(self, history: torch.Tensor) -> None:
+        self.history = history[:, -self.model.receptive_field :]
+
+    def _step(self, codes: torch.Tensor) -> torch.Tensor:
+        self.history = torch.cat([self.history, codes[:, None]], dim=1)[:, -self.model.receptive_field :]
+        self.t += 1
+        return self.model(self.history)[:, :, -1]
+
+
+class CachedEngine(Engine):
+    """Ring buffers per layer; one step is a fixed sequence of small matmuls (eager PyTorch, CPU or GPU)."""
+
+    name = "cached"
+    ring_channels: int | None = None  # the ring's last dimension; a backend may pad it (default: R)
+
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
+        super().__init__(model, batch_size, temperature, seed)
+        cfg = model.cfg
+        self.dilations = cfg.dilations
+        R = cfg.residual_channels
+        p = next(model.parameters())
+        # All layers' rings in one tensor, (sum of dilations, B, channels); layer i owns rows offsets[i] .. + d.
+        self.ring_offsets = [sum(self.dilations[:i]) for i in range(len(self.dilations))]
+        channels = self.ring_channels or R
+        self.ring = torch.zeros(sum(self.dilations), batch_size, channels, device=self.device, dtype=p.dtype)
+        self.rings = [self.ring[o : o + d, :, :R] for o, d in zip(self.ring_offsets, self.dilations, strict=True)]
+        layers = model.layers
+        # The kernel-2 dilated conv is two matmuls: one on the input at t - d, one on the input at t.
+        self.past_w = [layer.dilated.weight[:, :, 0].t().contiguous() for layer in layers]  # (R, 2G)
+        self.now_w = [layer.dilated.weight[:, :, 1].t().contiguous() for layer in layers]  # (R, 2G)
+        self.dilated_b = [layer.dilated.bias for layer in layers]
+        # The 1x1 output conv splits into the residual part (per layer) and the skip part (all layers at once).
+        self.residual_w = [layer.out.weight[:R, :, 0].t().contiguous() for layer in layers]  # (G, R)
+        self.residual_b = [layer.out.bias[:R] for layer in layers]
+        self.skip_w = torch.stack([layer.out.weight[R:, :, 0].t() for layer in layers])  # (L, G, S)
+        self.skip_b = torch.stack([layer.out.bias[R:] for layer in layers]).sum(0)  # (S,)
+        head = model.head
+        self.head_w1, self.head_b1 = head[1].weight[:, :, 0].t().contiguous(), head[1].bias
+        self.head_w2, self.head_b2 = head[3].weight[:, :, 0].t().contiguous(), head[3].bias
+        self.embed_w = model.embed.weight
+        self.gated = torch.zeros(len(layers), batch_size, cfg.gate_channels, device=self.device, dtype=p.dtype)
+
+    def _set_history(self, history: torch.Tensor) -> None:
+        self.ring.zero_()
+        length = history.shape[1]
+        if length == 0:
+            return
+        window = history[:, -self.model.receptive_field :]  # older samples cannot reach the next output
+        offset = length - window.shape[1]
+        _, layer_inputs = self.model.forward_with_layer_inputs(window)
+        for ring, d, inputs in zip(self.rings, self.dilations, layer_inputs, strict=True):
+            times = torch.arange(max(0, length - d), length, device=self.device)
+            ring[times % d] = inputs[:, :, times - offset].permute(2, 0, 1).to(ring.dtype)
+
+    def _past(self, i: int) -> torch.Tensor:
+        """Layer i's input at t - d, (B, R); a view of its ring slot, overwritten by `_store`."""
+        return self.rings[i][self.t % self.dilations[i]]
+
+    def _store(self, i: int, past: torch.Tensor, x: torch.Tensor) -> None:
+        past.copy_(x)
+
+    def _step(self, codes: torch.Tensor) -> torch.Tensor:
+        x = F.embedding(codes, self.embed_w)  # (B, R)
+        last = len(self.dilations) - 1
+        for i in range(len(self.dilations)):
+            past = self._past(i)
+            h = torch.addmm(self.dilated_b[i], past, self.past_w[i]).addmm_(x, self.now_w[i])  # (B, 2G)
+            self._store(i, past, x)
+            filt, gate = h.chunk(2, dim=1)
+            z = torch.mul(filt.tanh_(), gate.sigmoid_(), out=self.gated[i])  # (B, G)
+            if i < last:  # the last layer's residual output feeds nothing
+                x = torch.addmm(self.residual_b[i], z, self.residual_w[i]).add_(x)
+        skip = torch.bmm(self.gated, self.skip_w).sum(0).add_(self.skip_b)  # (B, S)
+        h = torch.addmm(self.head_b1, skip.relu_(), self.head_w1).relu_()
+        self._advance()
+        return torch.addmm(self.head_b2, h, self.head_w2)
+
+    def _advance(self) -> None:
+        self.t += 1

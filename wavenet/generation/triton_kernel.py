@@ -1,0 +1,265 @@
+"""The fused Triton backend: one kernel launch runs many samples of every stream, sampling included.
+
+Each program owns BLOCK_B streams and loops over the samples, and within a sample over the layers, holding the
+sample's activations in registers: embedding, dilated conv (two matmuls against the rings), gated unit, residual
+and skip, the head, and Gumbel-max sampling, with nothing between them but the ring buffers in device memory.
+The weights are read from device memory (L2-resident: 5 MB in fp32, 2.5 MB in bf16 for `base`) each sample.
+Channel counts are zero-padded to powers of two (at least 16), so any configuration runs; padded classes get a
+logit of -1e30 and are never drawn.
+
+On a machine without CUDA, set TRITON_INTERPRET=1 before this module is imported to run the kernel (slowly) on
+CPU tensors: that is how the tests check it in CI.
+"""
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from wavenet.errors import UserError
+from wavenet.generation.engine import CachedEngine, Progress
+from wavenet.generation.sampling import MIX_MULTIPLIERS
+from wavenet.model import WaveNet
+
+SAMPLES_PER_LAUNCH = 4096  # progress is reported once per launch
+HEAD_CHUNK = 64  # the head's hidden layer is computed this many channels at a time
+
+
+@triton.jit
+def _mix32(x):
+    """The same hash as sampling.mix32, on uint32."""
+    x = x ^ (x >> 16)
+    x = x * MIX_A
+    x = x ^ (x >> 15)
+    x = x * MIX_B
+    return x ^ (x >> 15)
+
+
+MIX_A = tl.constexpr(MIX_MULTIPLIERS[0])
+MIX_B = tl.constexpr(MIX_MULTIPLIERS[1])
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _matmul(a, w, USE_DOT: tl.constexpr):
+    """(M, K) float32 activations @ (K, N) weights -> (M, N) float32."""
+    if USE_DOT:
+        if w.dtype == tl.float32:
+            out = tl.dot(a, w, input_precision="ieee")
+        else:
+            out = tl.dot(a.to(w.dtype), w)
+    else:  # M = 1: a broadcast product and a sum, no tensor cores
+        out = tl.sum(a[:, :, None] * w.to(tl.float32)[None, :, :], axis=1)
+    return out
+
+
+@triton.jit
+def _wavenet_steps(
+    pending_ptr,  # (B,) int64: the code to feed first; on return, the last code fed next time
+    out_ptr,  # (B, n) int64: the sampled codes
+    forced_ptr,  # (B, n) int64: teacher codes (FORCED only)
+    logits_ptr,  # (B, n, C) float32: the logits of every step (FORCED only)
+    keys_ptr,  # (B,) int64: per-stream noise keys (sampling.stream_keys)
+    ring_ptr,  # (sum of dilations, B, R) float32: every layer's ring
+    ring_rows_ptr,  # (L,) int32: first ring row of each layer
+    dilations_ptr,  # (L,) int32
+    embed_ptr,  # (C, R) float32
+    past_w_ptr,  # (L, R, 2G): the dilated conv's tap at t - d; filter columns [0, G), gate columns [G, 2G)
+    now_w_ptr,  # (L, R, 2G): its tap at t
+    dilated_b_ptr,  # (L, 2G) float32
+    residual_w_ptr,  # (L, G, R)
+    residual_b_ptr,  # (L, R) float32
+    skip_w_ptr,  # (L, G, S)
+    skip_b_ptr,  # (S,) float32: all layers' skip biases, summed
+    head_w1_ptr,  # (S, S)
+    head_b1_ptr,  # (S,) float32
+    head_w2_ptr,  # (S, C)
+    head_b2_ptr,  # (C,) float32
+    B,
+    n,
+    t0,  # the pending code's position, modulo the dilations' common period
+    index0,  # the noise index of the first sample, modulo 2**32
+    temperature,
+    L,
+    R: tl.constexpr,
+    G: tl.constexpr,
+    S: tl.constexpr,
+    C: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    HEAD_CHUNK: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    SAMPLE: tl.constexpr,  # temperature > 0 (else greedy)
+    FORCED: tl.constexpr,  # teacher forcing: feed forced codes, write logits
+):
+    b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    live = b < B
+    r, g, s_, c, hc = tl.arange(0, R), tl.arange(0, G), tl.arange(0, S), tl.arange(0, C), tl.arange(0, HEAD_CHUNK)
+    code = tl.load(pending_ptr + b, mask=live, other=0)
+    keys = tl.load(keys_ptr + b, mask=live, other=0).to(tl.uint32)
+    for step in range(n):
+        t = t0 + step
+        x = tl.load(embed_ptr + code[:, None] * R + r[None, :])  # (BLOCK_B, R): the residual stream
+        skip = tl.zeros((BLOCK_B, S), dtype=tl.float32)
+        for layer in range(L):
+            row = tl.load(ring_rows_ptr + layer) + t % tl.load(dilations_ptr + layer)
+            ring = ring_ptr + (row * B + b[:, None]) * R + r[None, :]
+            past = tl.load(ring, mask=live[:, None], other=0.0)  # this layer's input at t - d
+            w = layer * R * 2 * G + r[:, None] * 2 * G + g[None, :]
+            filt = _matmul(past, tl.load(past_w_ptr + w), USE_DOT) + _matmul(x, tl.load(now_w_ptr + w), USE_DOT)
+            gate = _matmul(past, tl.load(past_w_ptr + w + G), USE_DOT) + _matmul(x, tl.load(now_w_ptr + w + G), USE_DOT)
+            filt += tl.load(dilated_b_ptr + layer * 2 * G + g)[None, :]
+            gate += tl.load(dilated_b_ptr + layer * 2 * G + G + g)[None, :]
+            tl.debug_barrier()  # every thread has read the slot before it is overwritten
+            tl.store(ring, x, mask=live[:, None])
+            z = (2.0 * _sigmoid(2.0 * filt) - 1.0) * _sigmoid(gate)  # tanh(filt) * sigmoid(gate), (BLOCK_B, G)
+            skip += _matmul(z, tl.load(skip_w_ptr + layer * G * S + g[:, None] * S + s_[None, :]), USE_DOT)
+            residual = _matmul(z, tl.load(residual_w_ptr + layer * G * R + g[:, None] * R + r[None, :]), USE_DOT)
+            x += residual + tl.load(residual_b_ptr + layer * R + r)[None, :]
+        # The head, relu -> 1x1 -> relu -> 1x1, a chunk of hidden channels at a time.
+        skip = tl.maximum(skip + tl.load(skip_b_ptr + s_)[None, :], 0.0)
+        logits = tl.zeros((BLOCK_B, C), dtype=tl.float32) + tl.load(head_b2_ptr + c)[None, :]
+        for chunk in range(S // HEAD_CHUNK):
+            k = chunk * HEAD_CHUNK + hc
+            hidden = _matmul(skip, tl.load(head_w1_ptr + s_[:, None] * S + k[None, :]), USE_DOT)
+            hidden = tl.maximum(hidden + tl.load(head_b1_ptr + k)[None, :], 0.0)
+            logits += _matmul(hidden, tl.load(head_w2_ptr + k[:, None] * C + c[None, :]), USE_DOT)
+        if FORCED:
+            tl.store(logits_ptr + (b[:, None] * n + step) * C + c[None, :], logits, mask=live[:, None])
+            code = tl.load(forced_ptr + b * n + step, mask=live, other=0)
+        else:
+            if SAMPLE:
+                step_keys = _mix32(keys ^ (index0 + step).to(tl.uint32))
+                bits = _mix32(step_keys[:, None] ^ c[None, :].to(tl.uint32))
+                uniform = ((bits >> 8).to(tl.float32) + 0.5) * 5.9604644775390625e-08  # 2**-24
+                logits = logits / temperature - tl.log(-tl.log(uniform))
+            code = tl.argmax(logits, axis=1).to(tl.int64)
+            tl.store(out_ptr + b * n + step, code, mask=live)
+    tl.store(pending_ptr + b, code, mask=live)
+
+
+def padded(n: int) -> int:
+    """Channel counts inside the kernel: a power of two, at least 16 (the smallest tl.dot)."""
+    return max(16, triton.next_power_of_2(n))
+
+
+def pad(w: torch.Tensor, shape: tuple[int, ...], fill: float = 0.0) -> torch.Tensor:
+    out = torch.full(shape, fill, dtype=w.dtype, device=w.device)
+    out[tuple(slice(0, n) for n in w.shape)] = w
+    return out
+
+
+class TritonEngine(CachedEngine):
+    """The cached engine's state and priming, with the steps run by the fused kernel."""
+
+    name = "triton"
+
+    def __init__(
+        self,
+        model: WaveNet,
+        batch_size: int,
+        temperature: float = 1.0,
+        seed: int = 0,
+        weight_dtype: torch.dtype = torch.float32,
+        block_streams: int | None = None,
+        num_warps: int = 8,
+    ):
+        cfg = model.cfg
+        self.ring_channels = padded(cfg.residual_channels)
+        super().__init__(model, batch_size, temperature, seed)
+        self.name = "triton-bf16" if weight_dtype == torch.bfloat16 else "triton"
+        if self.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise UserError(
+                f"generation.backend={self.name} needs a CUDA device (or TRITON_INTERPRET=1, slow, to test it on CPU);"
+                " use cached (or auto) on this machine."
+            )
+        self.block = block_streams or (1 if batch_size < 32 else 16)
+        self.num_warps = num_warps
+        self.weight_dtype = weight_dtype
+        self.period = math.lcm(*self.dilations)  # ring slots repeat with this period
+        self.ring_rows = torch.tensor(self.ring_offsets, dtype=torch.int32, device=self.device)
+        self.dilations_device = torch.tensor(self.dilations, dtype=torch.int32, device=self.device)
+        self.sizes = dict(
+            R=self.ring_channels, G=padded(cfg.gate_channels), S=padded(cfg.skip_channels), C=padded(cfg.classes)
+        )
+        self.weights = self._pack(weight_dtype)
+
+    def _pack(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The step matrices, zero-padded to the kernel's sizes; matrices in `dtype`, biases in float32."""
+        R, G, S, C = (self.sizes[k] for k in "RGSC")
+        L, G0 = len(self.dilations), self.model.cfg.gate_channels
+
+        def taps(w: list[torch.Tensor]) -> torch.Tensor:  # (R0, 2 G0) per layer -> (L, R, 2G), gate half at G
+            stacked = torch.stack(w)
+            both = torch.cat([pad(stacked[:, :, :G0], (L, R, G)), pad(stacked[:, :, G0:], (L, R, G))], dim=2)
+            return both.to(dtype).contiguous()
+
+        dilated_b = torch.stack(self.dilated_b)
+        return dict(
+            embed_ptr=pad(self.embed_w, (self.classes, R)).float().contiguous(),
+            past_w_ptr=taps(self.past_w),
+            now_w_ptr=taps(self.now_w),
+            dilated_b_ptr=torch.cat([pad(dilated_b[:, :G0], (L, G)), pad(dilated_b[:, G0:], (L, G))], 1).float(),
+            residual_w_ptr=pad(torch.stack(self.residual_w), (L, G, R)).to(dtype).contiguous(),
+            residual_b_ptr=pad(torch.stack(self.residual_b), (L, R)).float().contiguous(),
+            skip_w_ptr=pad(self.skip_w, (L, G, S)).to(dtype).contiguous(),
+            skip_b_ptr=pad(self.skip_b, (S,)).float(),
+            head_w1_ptr=pad(self.head_w1, (S, S)).to(dtype).contiguous(),
+            head_b1_ptr=pad(self.head_b1, (S,)).float(),
+            head_w2_ptr=pad(self.head_w2, (S, C)).to(dtype).contiguous(),
+            head_b2_ptr=pad(self.head_b2, (C,), fill=-1e30).float(),
+        )
+
+    def _launch(self, n: int, out: torch.Tensor, forced: torch.Tensor | None, logits: torch.Tensor | None) -> None:
+        grid = (triton.cdiv(self.batch_size, self.block),)
+        _wavenet_steps[grid](
+            self.pending,
+            out,
+            forced if forced is not None else out,
+            logits if logits is not None else self.ring,
+            self.keys,
+            self.ring,
+            self.ring_rows,
+            self.dilations_device,
+            **self.weights,
+            B=self.batch_size,
+            n=n,
+            t0=self.t % self.period,
+            index0=self.index % 2**32,
+            temperature=float(self.temperature),
+            L=len(self.dilations),
+            **self.sizes,
+            BLOCK_B=self.block,
+            HEAD_CHUNK=min(HEAD_CHUNK, self.sizes["S"]),
+            USE_DOT=self.block >= 16,
+            SAMPLE=self.temperature > 0,
+            FORCED=forced is not None,
+            num_warps=self.num_warps,
+        )
+        self.t += n
+
+    @torch.inference_mode()
+    def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
+        out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
+        for start in range(0, num_samples, SAMPLES_PER_LAUNCH):
+            n = min(SAMPLES_PER_LAUNCH, num_samples - start)
+            chunk = torch.empty(self.batch_size, n, dtype=torch.long, device=self.device)
+            self._launch(n, chunk, None, None)
+            out[:, start : start + n] = chunk
+            self.index += n
+            if progress is not None:
+                progress(n)
+        return out
+
+    @torch.inference_mode()
+    def teacher_forced(self, codes: torch.Tensor) -> torch.Tensor:
+        n = codes.shape[1]
+        forced = codes.to(self.device).long().contiguous()
+        logits = torch.empty(self.batch_size, n, self.sizes["C"], device=self.device)
+        self._launch(n, forced, forced, logits)
+        return logits[:, :, : self.classes]
