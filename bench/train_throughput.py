@@ -9,15 +9,12 @@ bits-per-sample loss, backward, clipping, fused AdamW on CUDA). Prints ms/step, 
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
+from wavenet.config import model_preset
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.training import optimization_step
-
-CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 
 
 def measure(cfg: WaveNetConfig, device: torch.device, variant: str, batch: int, target: int, steps: int, warmup: int):
@@ -59,7 +56,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     variants = args.variants or (["fp32", "bf16", "bf16+compile"] if device.type == "cuda" else ["fp32"])
-    cfg = WaveNetConfig(**OmegaConf.to_container(OmegaConf.load(CONF / f"{args.model}.yaml")))
+    cfg = model_preset(args.model)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(
         f"{name}, torch {torch.__version__}; model {args.model} ({len(cfg.dilations)} layers), "

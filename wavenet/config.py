@@ -1,8 +1,10 @@
 """Config schemas (dataclasses) registered in Hydra's ConfigStore, so a typo or a bad type fails at the command line."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from wavenet.model import WaveNetConfig
 from wavenet.storage import S3Settings
@@ -116,6 +118,14 @@ class StreamConfig:
     s3: S3Settings = field(default_factory=S3Settings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     supervisor: SupervisorSettings = field(default_factory=lambda: SupervisorSettings())
+
+
+MODEL_PRESETS = Path(__file__).resolve().parents[1] / "conf" / "model"
+
+
+def model_preset(name: str) -> WaveNetConfig:
+    """A conf/model/NAME.yaml preset (tiny, base, large) as a WaveNetConfig, for scripts outside Hydra."""
+    return WaveNetConfig(**OmegaConf.to_container(OmegaConf.load(MODEL_PRESETS / f"{name}.yaml")))
 
 
 def register_configs() -> None:

@@ -15,20 +15,18 @@ from wavenet.model import WaveNet
 STEPS_PER_GRAPH = 64
 
 
-class GraphEngine(CachedEngine):
-    """CachedEngine whose steps run as CUDA-graph replays of STEPS_PER_GRAPH steps (and of 1 for the rest)."""
+class DeviceCounterEngine(CachedEngine):
+    """The cached engine with its position and noise index on the device: what a CUDA graph can capture.
 
-    name = "graph"
+    Runs eagerly on any device (the tests check it on CPU); GraphEngine captures its `_steps`.
+    """
 
     def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
         super().__init__(model, batch_size, temperature, seed)
-        if self.device.type != "cuda":
-            raise UserError("generation.backend=graph needs a CUDA device; use cached (or auto) on this machine.")
         self.t_device = torch.zeros((), dtype=torch.long, device=self.device)
         self.index_device = torch.zeros((), dtype=torch.long, device=self.device)
         self.dilations_device = torch.tensor(self.dilations, dtype=torch.long, device=self.device)
         self.out = torch.zeros(batch_size, STEPS_PER_GRAPH, dtype=torch.long, device=self.device)
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
 
     def prime(self, codes: torch.Tensor) -> None:
         super().prime(codes)
@@ -50,13 +48,46 @@ class GraphEngine(CachedEngine):
         self.t_device += 1
 
     def _steps(self, steps: int) -> None:
-        """The captured work: `steps` samples into self.out[:, :steps], each fed back in."""
+        """`steps` samples into self.out[:, :steps], each fed back in: the work one graph replay does."""
         noise = gumbel_noise(self.keys, self.index_device, steps, self.classes) if self.temperature > 0 else None
         for s in range(steps):
             code = sample_codes(self._step(self.pending), self.temperature, None if noise is None else noise[s])
             self.out[:, s].copy_(code)
             self.pending.copy_(code)
         self.index_device += steps
+
+    def _run(self, steps: int) -> None:
+        self._steps(steps)
+
+    @torch.inference_mode()
+    def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
+        out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
+        done, t = 0, self.t
+        while done < num_samples:
+            steps = STEPS_PER_GRAPH if num_samples - done >= STEPS_PER_GRAPH else 1
+            self._run(steps)
+            out[:, done : done + steps] = self.out[:, :steps]
+            done += steps
+            if progress is not None:
+                progress(steps)
+        self.t = t + num_samples
+        self.index += num_samples
+        return out
+
+
+class GraphEngine(DeviceCounterEngine):
+    """DeviceCounterEngine whose steps run as CUDA-graph replays of STEPS_PER_GRAPH steps (and of 1 for the rest)."""
+
+    name = "graph"
+
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
+        if next(model.parameters()).device.type != "cuda":
+            raise UserError("generation.backend=graph needs a CUDA device; use cached (or auto) on this machine.")
+        super().__init__(model, batch_size, temperature, seed)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+
+    def _run(self, steps: int) -> None:
+        self._graph(steps).replay()
 
     def _graph(self, steps: int) -> torch.cuda.CUDAGraph:
         """Capture `steps` steps once; the state is put back as it was, so capturing generates nothing."""
@@ -76,18 +107,3 @@ class GraphEngine(CachedEngine):
             self.t = t
             self.graphs[steps] = graph
         return self.graphs[steps]
-
-    @torch.inference_mode()
-    def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
-        out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
-        done = 0
-        while done < num_samples:
-            steps = STEPS_PER_GRAPH if num_samples - done >= STEPS_PER_GRAPH else 1
-            self._graph(steps).replay()
-            out[:, done : done + steps] = self.out[:, :steps]
-            done += steps
-            if progress is not None:
-                progress(steps)
-        self.t += num_samples
-        self.index += num_samples
-        return out

@@ -13,18 +13,23 @@ CPU tensors: that is how the tests check it in CI.
 
 import math
 import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
 
 import torch
 import triton
 import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
 
 from wavenet.errors import UserError
 from wavenet.generation.engine import CachedEngine, Progress
 from wavenet.generation.sampling import MIX_MULTIPLIERS
-from wavenet.model import WaveNet
+from wavenet.model import WaveNet, WaveNetConfig
 
 SAMPLES_PER_LAUNCH = 4096  # progress is reported once per launch
-HEAD_CHUNK = 64  # the head's hidden layer is computed this many channels at a time
 
 
 @triton.jit
@@ -148,6 +153,59 @@ def padded(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
+def kernel_layout(cfg: WaveNetConfig, batch_size: int, weight_dtype: torch.dtype, block_streams: int | None) -> dict:
+    """The kernel's compile-time constants: padded sizes, streams per program, and the matmul path.
+
+    One stream per program below 32 streams (each on its own SM, broadcast-and-sum matmuls); 16 per program
+    above (tl.dot). The head's hidden chunk keeps tl.dot's shared memory within an H100's 227 KB in fp32.
+    """
+    block = block_streams or (1 if batch_size < 32 else 16)
+    use_dot = block >= 16
+    S = padded(cfg.skip_channels)
+    return dict(
+        R=padded(cfg.residual_channels),
+        G=padded(cfg.gate_channels),
+        S=S,
+        C=padded(cfg.classes),
+        BLOCK_B=block,
+        HEAD_CHUNK=min(S, 32 if use_dot and weight_dtype == torch.float32 else 64),
+        USE_DOT=use_dot,
+    )
+
+
+def compile_ahead(layout: dict, weight_dtype: torch.dtype, num_warps: int = 8, capability: int = 90) -> dict:
+    """Compile the kernel for a CUDA architecture without a GPU (Triton's own ptxas); return its resource use:
+    registers per thread, spilled bytes per thread and shared memory per program."""
+    weights = {torch.float32: "*fp32", torch.bfloat16: "*bf16"}[weight_dtype]
+    constants = dict(layout, SAMPLE=True, FORCED=False)
+    signature = {}
+    for name in _wavenet_steps.arg_names:
+        if name in constants:
+            signature[name] = "constexpr"
+        elif name in ("pending_ptr", "out_ptr", "forced_ptr", "keys_ptr"):
+            signature[name] = "*i64"
+        elif name in ("ring_rows_ptr", "dilations_ptr"):
+            signature[name] = "*i32"
+        elif name in ("logits_ptr", "ring_ptr", "embed_ptr") or name.endswith("_b_ptr"):
+            signature[name] = "*fp32"
+        elif name.endswith("_ptr"):
+            signature[name] = weights
+        else:
+            signature[name] = "fp32" if name == "temperature" else "i32"
+    index = {name: i for i, name in enumerate(_wavenet_steps.arg_names)}
+    source = ASTSource(_wavenet_steps, signature, constexprs={(index[k],): v for k, v in constants.items()})
+    kernel = triton.compile(source, target=GPUTarget("cuda", capability, 32), options={"num_warps": num_warps})
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = Path(tmp) / "kernel.cubin"
+        cubin.write_bytes(kernel.asm["cubin"])
+        cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+        report = subprocess.run([cuobjdump, "--dump-resource-usage", cubin], capture_output=True, text=True).stdout
+    usage = {key: int(value) for key, value in re.findall(r"(REG|STACK|LOCAL):(\d+)", report)}
+    return dict(
+        registers=usage["REG"], spilled_bytes=usage["STACK"] + usage["LOCAL"], shared_bytes=kernel.metadata.shared
+    )
+
+
 def pad(w: torch.Tensor, shape: tuple[int, ...], fill: float = 0.0) -> torch.Tensor:
     out = torch.full(shape, fill, dtype=w.dtype, device=w.device)
     out[tuple(slice(0, n) for n in w.shape)] = w
@@ -178,20 +236,16 @@ class TritonEngine(CachedEngine):
                 f"generation.backend={self.name} needs a CUDA device (or TRITON_INTERPRET=1, slow, to test it on CPU);"
                 " use cached (or auto) on this machine."
             )
-        self.block = block_streams or (1 if batch_size < 32 else 16)
+        self.layout = kernel_layout(cfg, batch_size, weight_dtype, block_streams)
         self.num_warps = num_warps
-        self.weight_dtype = weight_dtype
         self.period = math.lcm(*self.dilations)  # ring slots repeat with this period
         self.ring_rows = torch.tensor(self.ring_offsets, dtype=torch.int32, device=self.device)
         self.dilations_device = torch.tensor(self.dilations, dtype=torch.int32, device=self.device)
-        self.sizes = dict(
-            R=self.ring_channels, G=padded(cfg.gate_channels), S=padded(cfg.skip_channels), C=padded(cfg.classes)
-        )
         self.weights = self._pack(weight_dtype)
 
     def _pack(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The step matrices, zero-padded to the kernel's sizes; matrices in `dtype`, biases in float32."""
-        R, G, S, C = (self.sizes[k] for k in "RGSC")
+        R, G, S, C = (self.layout[k] for k in "RGSC")
         L, G0 = len(self.dilations), self.model.cfg.gate_channels
 
         def taps(w: list[torch.Tensor]) -> torch.Tensor:  # (R0, 2 G0) per layer -> (L, R, 2G), gate half at G
@@ -216,7 +270,7 @@ class TritonEngine(CachedEngine):
         )
 
     def _launch(self, n: int, out: torch.Tensor, forced: torch.Tensor | None, logits: torch.Tensor | None) -> None:
-        grid = (triton.cdiv(self.batch_size, self.block),)
+        grid = (triton.cdiv(self.batch_size, self.layout["BLOCK_B"]),)
         _wavenet_steps[grid](
             self.pending,
             out,
@@ -233,10 +287,7 @@ class TritonEngine(CachedEngine):
             index0=self.index % 2**32,
             temperature=float(self.temperature),
             L=len(self.dilations),
-            **self.sizes,
-            BLOCK_B=self.block,
-            HEAD_CHUNK=min(HEAD_CHUNK, self.sizes["S"]),
-            USE_DOT=self.block >= 16,
+            **self.layout,
             SAMPLE=self.temperature > 0,
             FORCED=forced is not None,
             num_warps=self.num_warps,
@@ -260,6 +311,6 @@ class TritonEngine(CachedEngine):
     def teacher_forced(self, codes: torch.Tensor) -> torch.Tensor:
         n = codes.shape[1]
         forced = codes.to(self.device).long().contiguous()
-        logits = torch.empty(self.batch_size, n, self.sizes["C"], device=self.device)
+        logits = torch.empty(self.batch_size, n, self.layout["C"], device=self.device)
         self._launch(n, forced, forced, logits)
         return logits[:, :, : self.classes]
