@@ -68,7 +68,9 @@ def choose_backend(model: WaveNet, batch_size: int) -> str:
 @torch.inference_mode()
 def measure(model: WaveNet, batch_size: int, backend: str, samples: int = 256) -> float:
     """Check a backend's logits against the cached eager engine, then time it: aggregate samples/s."""
-    codes = torch.randint(0, model.cfg.classes, (batch_size, 64), device=next(model.parameters()).device)
+    device = next(model.parameters()).device
+    rng = torch.Generator(device).manual_seed(0)  # leaves the global RNG (training's) alone
+    codes = torch.randint(0, model.cfg.classes, (batch_size, 64), device=device, generator=rng)
     reference, engine = CachedEngine(model, batch_size), make_engine(model, batch_size, backend)
     for e in (reference, engine):
         e.prime(codes[:, :32])

@@ -175,7 +175,8 @@ def kernel_layout(cfg: WaveNetConfig, batch_size: int, weight_dtype: torch.dtype
 
 def compile_ahead(layout: dict, weight_dtype: torch.dtype, num_warps: int = 8, capability: int = 90) -> dict:
     """Compile the kernel for a CUDA architecture without a GPU (Triton's own ptxas); return its resource use:
-    registers per thread, spilled bytes per thread and shared memory per program."""
+    registers per thread, spilled bytes per thread and shared memory per program. Pointers are taken as 16-byte
+    aligned, as Triton assumes for torch's allocations at launch."""
     weights = {torch.float32: "*fp32", torch.bfloat16: "*bf16"}[weight_dtype]
     constants = dict(layout, SAMPLE=True, FORCED=False)
     signature = {}
@@ -193,7 +194,8 @@ def compile_ahead(layout: dict, weight_dtype: torch.dtype, num_warps: int = 8, c
         else:
             signature[name] = "fp32" if name == "temperature" else "i32"
     index = {name: i for i, name in enumerate(_wavenet_steps.arg_names)}
-    source = ASTSource(_wavenet_steps, signature, constexprs={(index[k],): v for k, v in constants.items()})
+    aligned = {(index[name],): [["tt.divisibility", 16]] for name, kind in signature.items() if kind.startswith("*")}
+    source = ASTSource(_wavenet_steps, signature, {(index[k],): v for k, v in constants.items()}, aligned)
     kernel = triton.compile(source, target=GPUTarget("cuda", capability, 32), options={"num_warps": num_warps})
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "kernel.cubin"
