@@ -26,6 +26,29 @@ def test_fixed_seed_is_deterministic_and_writes_n_clips(trained_run, tmp_path):
     assert not np.array_equal(sf.read(tmp_path / "a" / names[0])[0], sf.read(tmp_path / "c" / names[0])[0])
 
 
+def test_clips_are_the_same_whatever_the_batch_size_and_backend(trained_run, tmp_path):
+    generate(trained_run, tmp_path / "a", "num_clips=3", "seconds=0.05", "batch_size=3", "seed=4")
+    generate(
+        trained_run, tmp_path / "b", "num_clips=3", "seconds=0.05", "batch_size=1", "seed=4", "generation.backend=naive"
+    )
+    for name in ("clip_000.wav", "clip_001.wav", "clip_002.wav"):
+        assert np.array_equal(sf.read(tmp_path / "a" / name)[0], sf.read(tmp_path / "b" / name)[0])
+
+
+def test_unknown_backend_fails_before_any_work(trained_run, tmp_path):
+    proc = run_script(
+        "generate.py",
+        f"checkpoint={trained_run / 'checkpoints' / 'best.pt'}",
+        f"out_dir={tmp_path}",
+        "generation.backend=fast",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "generation.backend='fast' is not a backend: use one of auto, naive, cached" in proc.stdout + proc.stderr
+    assert not list(tmp_path.glob("*.wav"))
+
+
 def test_clip_starts_with_the_prime(trained_run, corpus, tmp_path):
     prime_path = corpus / "demo_000_000.wav"
     generate(trained_run, tmp_path / "out", f"prime={prime_path}", "prime_seconds=0.25", "seconds=0.1", "num_clips=2")

@@ -103,7 +103,7 @@ class StreamConfig:
     track_seconds: float = 20.0
     crossfade_seconds: float = 1.5
     temperature: float = 1.0
-    seed: int = 0  # track n uses seed + n: the same backlog every time
+    seed: int = 0  # track n is stream n of this seed: the same backlog every time
     max_backlog_minutes: float = 30.0  # render ahead until this much waits to be played
     keep_played: int = 50  # played tracks kept on disk for the fallback
     jitter_seconds: float = 1.0  # direct mode: live audio buffered before it plays

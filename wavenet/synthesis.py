@@ -32,7 +32,8 @@ def load_prime(path: str | Path, sample_rate: int, seconds: float) -> torch.Tens
 
 
 def generate_clips(cfg: DictConfig, out_dir: Path) -> list[Path]:
-    """Write cfg.num_clips clips of cfg.seconds; clip i uses seed cfg.seed + its batch index, so runs repeat."""
+    """Write cfg.num_clips clips of cfg.seconds; clip i is stream i of cfg.seed, so runs repeat whatever the
+    batch size or backend."""
     if cfg.num_clips < 1 or cfg.batch_size < 1 or cfg.seconds <= 0:
         raise UserError("num_clips and batch_size must be at least 1 and seconds above 0.")
     check_backend(cfg.generation.backend)
@@ -56,10 +57,11 @@ def generate_clips(cfg: DictConfig, out_dir: Path) -> list[Path]:
                 num_samples,
                 batch,
                 cfg.temperature,
-                seed=cfg.seed + first,
+                seed=cfg.seed,
                 prime=primes,
                 backend=cfg.generation.backend,
                 progress=bar.update,
+                first_stream=first,
             )
         if primes is not None:
             codes = torch.cat([primes.to(codes.device), codes], dim=1)

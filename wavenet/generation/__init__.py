@@ -40,14 +40,15 @@ def generate(
     prime: torch.Tensor | None = None,
     backend: str = "auto",
     progress: Progress = None,
+    first_stream: int = 0,
 ) -> torch.Tensor:
-    """Generate (B, num_samples) mu-law codes, continuing `prime` (B, P) if given. Deterministic given the seed:
-    stream b of a batch depends only on (seed, b), whatever the backend (fp32) or batch size.
+    """Generate (B, num_samples) mu-law codes, continuing `prime` (B, P) if given. Deterministic: row b is stream
+    first_stream + b of `seed`, the same whatever the backend (in fp32) and however the streams are batched.
 
     progress: an optional callable, called with the number of new samples as they are done (tqdm's update).
     """
     batch = prime.shape[0] if prime is not None else batch_size
-    engine = make_engine(model, batch, backend, temperature, seed)
+    engine = make_engine(model, batch, backend, temperature, seed, first_stream)
     if prime is not None:
         engine.prime(prime)
     return engine.generate(num_samples, progress)

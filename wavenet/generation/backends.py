@@ -18,25 +18,30 @@ _auto_choices: dict[tuple, str] = {}
 
 
 def make_engine(
-    model: WaveNet, batch_size: int, backend: str = "auto", temperature: float = 1.0, seed: int = 0
+    model: WaveNet,
+    batch_size: int,
+    backend: str = "auto",
+    temperature: float = 1.0,
+    seed: int = 0,
+    first_stream: int = 0,
 ) -> Engine:
-    """An engine for `batch_size` streams of `model`; see BACKENDS."""
+    """An engine for `batch_size` streams of `model` (streams first_stream.. of `seed`); see BACKENDS."""
     check_backend(backend)
     if backend == "auto":
         backend = choose_backend(model, batch_size)
     if backend == "naive":
-        return NaiveEngine(model, batch_size, temperature, seed)
+        return NaiveEngine(model, batch_size, temperature, seed, first_stream)
     if backend == "cached":
-        return CachedEngine(model, batch_size, temperature, seed)
+        return CachedEngine(model, batch_size, temperature, seed, first_stream)
     if backend == "graph":
         from wavenet.generation.graphs import GraphEngine
 
-        return GraphEngine(model, batch_size, temperature, seed)
+        return GraphEngine(model, batch_size, temperature, seed, first_stream)
     if backend in ("triton", "triton-bf16"):
         from wavenet.generation.triton_kernel import TritonEngine
 
         dtype = torch.bfloat16 if backend == "triton-bf16" else torch.float32
-        return TritonEngine(model, batch_size, temperature, seed, weight_dtype=dtype)
+        return TritonEngine(model, batch_size, temperature, seed, first_stream, weight_dtype=dtype)
     raise AssertionError(backend)
 
 

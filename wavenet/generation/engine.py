@@ -26,15 +26,19 @@ NOISE_CHUNK = 256  # eager engines make the noise for this many steps at once
 
 
 class Engine:
-    """Streaming generation for one batch; subclasses define `_set_history` and `_step`."""
+    """Streaming generation for one batch; subclasses define `_set_history` and `_step`.
+
+    Stream b of the batch draws the sampling noise of stream `first_stream + b` of `seed`, so a batch can be one
+    slice of a larger set of streams (clip or track numbers) and give the same audio as any other slicing.
+    """
 
     name = "engine"
 
-    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0, first_stream: int = 0):
         self.model, self.batch_size, self.temperature = model, batch_size, temperature
         self.device = next(model.parameters()).device
         self.classes = model.cfg.classes
-        self.keys = stream_keys(seed, batch_size, self.device)
+        self.keys = stream_keys(seed, batch_size, self.device, first_stream)
         self.pending = torch.full((batch_size,), SILENCE_CODE, dtype=torch.long, device=self.device)
         self.t = 0  # samples held in the state: the pending code sits at position t
         self.index = 0  # samples generated since the last prime: the noise counter
@@ -87,8 +91,8 @@ class NaiveEngine(Engine):
 
     name = "naive"
 
-    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
-        super().__init__(model, batch_size, temperature, seed)
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0, first_stream: int = 0):
+        super().__init__(model, batch_size, temperature, seed, first_stream)
         self.history = torch.empty(batch_size, 0, dtype=torch.long, device=self.device)
 
     def _set_history(self, history: torch.Tensor) -> None:
@@ -106,8 +110,8 @@ class CachedEngine(Engine):
     name = "cached"
     ring_channels: int | None = None  # the ring's last dimension; a backend may pad it (default: R)
 
-    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
-        super().__init__(model, batch_size, temperature, seed)
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0, first_stream: int = 0):
+        super().__init__(model, batch_size, temperature, seed, first_stream)
         cfg = model.cfg
         self.dilations = cfg.dilations
         R = cfg.residual_channels

@@ -21,8 +21,8 @@ class DeviceCounterEngine(CachedEngine):
     Runs eagerly on any device (the tests check it on CPU); GraphEngine captures its `_steps`.
     """
 
-    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
-        super().__init__(model, batch_size, temperature, seed)
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0, first_stream: int = 0):
+        super().__init__(model, batch_size, temperature, seed, first_stream)
         self.t_device = torch.zeros((), dtype=torch.long, device=self.device)
         self.index_device = torch.zeros((), dtype=torch.long, device=self.device)
         self.dilations_device = torch.tensor(self.dilations, dtype=torch.long, device=self.device)
@@ -80,10 +80,10 @@ class GraphEngine(DeviceCounterEngine):
 
     name = "graph"
 
-    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0):
+    def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0, first_stream: int = 0):
         if next(model.parameters()).device.type != "cuda":
             raise UserError("generation.backend=graph needs a CUDA device; use cached (or auto) on this machine.")
-        super().__init__(model, batch_size, temperature, seed)
+        super().__init__(model, batch_size, temperature, seed, first_stream)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
 
     def _run(self, steps: int) -> None:

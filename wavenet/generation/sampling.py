@@ -24,10 +24,11 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 15)
 
 
-def stream_keys(seed: int, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """One noise key per stream of the batch, (B,) int64 in [0, 2**32)."""
+def stream_keys(seed: int, batch_size: int, device: torch.device | str = "cpu", first_stream: int = 0) -> torch.Tensor:
+    """The noise keys of streams first_stream .. first_stream + batch_size - 1 of `seed`: (B,) int64 in [0, 2**32)."""
     seed_key = mix32(torch.tensor(seed & MASK32, dtype=torch.int64))
-    return mix32(seed_key ^ torch.arange(batch_size, dtype=torch.int64)).to(device)
+    streams = torch.arange(first_stream, first_stream + batch_size, dtype=torch.int64) & MASK32
+    return mix32(seed_key ^ streams).to(device)
 
 
 def gumbel_noise(keys: torch.Tensor, first_index: int | torch.Tensor, steps: int, classes: int) -> torch.Tensor:

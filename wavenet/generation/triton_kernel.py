@@ -225,13 +225,14 @@ class TritonEngine(CachedEngine):
         batch_size: int,
         temperature: float = 1.0,
         seed: int = 0,
+        first_stream: int = 0,
         weight_dtype: torch.dtype = torch.float32,
         block_streams: int | None = None,
         num_warps: int = 8,
     ):
         cfg = model.cfg
         self.ring_channels = padded(cfg.residual_channels)
-        super().__init__(model, batch_size, temperature, seed)
+        super().__init__(model, batch_size, temperature, seed, first_stream)
         self.name = "triton-bf16" if weight_dtype == torch.bfloat16 else "triton"
         if self.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise UserError(

@@ -20,6 +20,8 @@ from wavenet.stream.backlog import Backlog
 
 log = logging.getLogger(__name__)
 
+LIVE_STREAM = 2**32 - 1  # the live stream's noise stream number; track n is stream n of the same seed
+
 
 class Stopped(Exception):
     """Raised inside a render when the stream is stopping, so that a long batch does not hold up the exit."""
@@ -103,9 +105,10 @@ class TrackRenderer(threading.Thread):
             self.track_samples,
             self.batch,
             self.temperature,
-            seed=self.seed + first,
+            seed=self.seed,
             backend=self.backend,
             progress=self.after_step,
+            first_stream=first,
         )
         self.meter.add(self.track_samples * self.batch, time.perf_counter() - start)
         audio = mu_law_decode(codes).cpu().numpy()
@@ -139,7 +142,7 @@ class LiveRenderer(threading.Thread):
     @torch.inference_mode()
     def run(self) -> None:
         try:
-            engine = make_engine(self.model, 1, self.backend, self.temperature, self.seed)
+            engine = make_engine(self.model, 1, self.backend, self.temperature, self.seed, LIVE_STREAM)
             while not self.stop.is_set():
                 start = time.perf_counter()
                 codes = engine.generate(self.chunk, progress=self.meter.throttle)[0]
