@@ -59,15 +59,23 @@ class Engine:
         out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
         for start in range(0, num_samples, NOISE_CHUNK):
             steps = min(NOISE_CHUNK, num_samples - start)
-            noise = gumbel_noise(self.keys, self.index, steps, self.classes) if self.temperature > 0 else None
+            noise = self._noise(self.index, steps)
             for s in range(steps):
-                code = sample_codes(self._step(self.pending), self.temperature, None if noise is None else noise[s])
-                out[:, start + s] = code
-                self.pending.copy_(code)
+                out[:, start + s] = self._sample(None if noise is None else noise[s])
                 if progress is not None:
                     progress(1)
             self.index += steps
         return out
+
+    def _noise(self, first_index: int | torch.Tensor, steps: int) -> torch.Tensor | None:
+        """The Gumbel noise of the next `steps` samples, (steps, B, C); None when greedy."""
+        return gumbel_noise(self.keys, first_index, steps, self.classes) if self.temperature > 0 else None
+
+    def _sample(self, noise: torch.Tensor | None) -> torch.Tensor:
+        """One step: feed the pending code, draw the next (B,), which becomes the pending code."""
+        code = sample_codes(self._step(self.pending), self.temperature, noise)
+        self.pending.copy_(code)
+        return code
 
     @torch.inference_mode()
     def teacher_forced(self, codes: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ import torch
 
 from wavenet.errors import UserError
 from wavenet.generation.engine import CachedEngine, Progress
-from wavenet.generation.sampling import gumbel_noise, sample_codes
 from wavenet.model import WaveNet
 
 STEPS_PER_GRAPH = 64
@@ -49,11 +48,9 @@ class DeviceCounterEngine(CachedEngine):
 
     def _steps(self, steps: int) -> None:
         """`steps` samples into self.out[:, :steps], each fed back in: the work one graph replay does."""
-        noise = gumbel_noise(self.keys, self.index_device, steps, self.classes) if self.temperature > 0 else None
+        noise = self._noise(self.index_device, steps)
         for s in range(steps):
-            code = sample_codes(self._step(self.pending), self.temperature, None if noise is None else noise[s])
-            self.out[:, s].copy_(code)
-            self.pending.copy_(code)
+            self.out[:, s].copy_(self._sample(None if noise is None else noise[s]))
         self.index_device += steps
 
     def _run(self, steps: int) -> None:

@@ -64,7 +64,7 @@ def _matmul(a, w, USE_DOT: tl.constexpr):
     return out
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n", "t0", "index0"])  # they change every launch: one compiled kernel for all
 def _wavenet_steps(
     pending_ptr,  # (B,) int64: the code to feed first; on return, the last code fed next time
     out_ptr,  # (B, n) int64: the sampled codes
