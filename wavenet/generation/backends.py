@@ -38,7 +38,10 @@ def make_engine(
 
         return GraphEngine(model, batch_size, temperature, seed, first_stream)
     if backend in ("triton", "triton-bf16"):
-        from wavenet.generation.triton_kernel import TritonEngine
+        try:
+            from wavenet.generation.triton_kernel import TritonEngine
+        except ImportError as err:
+            raise UserError(f"generation.backend={backend} needs Triton ({err}); use graph, cached or auto.") from err
 
         dtype = torch.bfloat16 if backend == "triton-bf16" else torch.float32
         return TritonEngine(model, batch_size, temperature, seed, first_stream, weight_dtype=dtype)
