@@ -73,6 +73,16 @@ def test_triton_bf16_weights_stay_within_the_documented_tolerance(small_model):
     assert 1e-6 < error < BF16_TOLERANCE  # really rounded to bf16, and still close
 
 
+@pytest.mark.parametrize("weight_dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, BF16_TOLERANCE)])
+def test_triton_on_the_base_model_without_padding(weight_dtype, tolerance):
+    """The real sizes (64 / 2 x 64 / 256 / 256 need no padding), past the 3070-sample receptive field."""
+    torch.manual_seed(2)
+    model = WaveNet(WaveNetConfig()).eval()
+    codes = torch.randint(0, 256, (1, model.receptive_field + 10))
+    error = teacher_forced_error(model, "triton", codes, prime=model.receptive_field, weight_dtype=weight_dtype)
+    assert error < tolerance
+
+
 @pytest.mark.parametrize("prime_length", [1, 7, 31, 100])
 def test_priming_in_one_forward_continues_the_full_forward(small_model, prime_length):
     codes = torch.randint(0, 256, (2, 150))
