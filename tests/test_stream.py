@@ -6,12 +6,15 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from wavenet.stream.backlog import Backlog
+from wavenet.stream.render import TrackRenderer
 from wavenet.stream.rtmp_server import LocalRtmp, free_port
 
 STREAM_KEY = "abcd-1234-efgh-5678-ijkl"
@@ -285,3 +288,12 @@ def test_direct_mode_streams_live_audio_behind_a_jitter_buffer(trained_run, tmp_
     assert final["real_time_factor"] > 0, "the live renderer reports its own speed"
     assert "| live |" in output, "live audio reached the stream"
     assert silences(workdir / "preview.flv", 0.25) == []
+
+
+def test_the_rate_limit_counts_every_sample_an_engine_reports(small_model, tmp_path):
+    """Graph and Triton engines report many samples per call; the limit must hold for them too."""
+    renderer = TrackRenderer(small_model, Backlog(tmp_path, 16000), 2, 1.0, 1.0, 0, 1.0, threading.Event(), 2000)
+    start = renderer.meter.window_start = time.perf_counter()
+    renderer.after_step(500)
+    renderer.after_step(500)  # 2 x 500 samples x 2 streams = 2000 samples at 2000 samples/s
+    assert time.perf_counter() - start >= 1.0

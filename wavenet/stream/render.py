@@ -41,7 +41,7 @@ class RateMeter:
         self.busy_s += seconds
 
     def throttle(self, samples: int) -> None:
-        """Hold the render rate under the limit (called after every step)."""
+        """Hold the render rate under the limit (called as samples are made)."""
         if not self.limit:
             return
         self.window_samples += samples
@@ -91,10 +91,11 @@ class TrackRenderer(threading.Thread):
             self.error = err
             log.exception("track renderer failed")
 
-    def after_step(self, _n: int) -> None:
+    def after_step(self, samples: int) -> None:
+        """Progress from the engine: `samples` more per stream (1 per step eager, 64 per graph, more per kernel)."""
         if self.stop.is_set():
             raise Stopped
-        self.meter.throttle(self.batch)
+        self.meter.throttle(samples * self.batch)
 
     def render_batch(self) -> None:
         first = self.backlog.next_free_index()
