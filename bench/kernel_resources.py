@@ -21,9 +21,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--models", nargs="+", default=["base"], help="conf/model names"
-    )
+    parser.add_argument("--models", nargs="+", default=["base"], help="conf/model names")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 256])
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
     parser.add_argument("--warps", nargs="+", type=int, default=[8])
