@@ -9,7 +9,6 @@ a bass line on the chord roots, vinyl crackle and hiss, and a soft low-pass over
 import argparse
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from scipy.signal import butter, sosfilt
 
 from wavenet.audio import write_wav
 from wavenet.data import stable_split
+from wavenet.files import write_text_atomic
 
 SAMPLE_RATE = 16000
 VAL_FRACTION = 0.2
@@ -200,9 +200,7 @@ def make_corpus(out: Path, tracks: int = 20, seed: int = 0, log=print) -> Path:
             }
         )
         log(f"  {path.name}: {entries[-1]['duration']:.1f} s, {entries[-1]['split']}")
-    tmp = manifest.with_name(".manifest.jsonl.tmp")
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    os.replace(tmp, manifest)
+    write_text_atomic(manifest, "".join(json.dumps(e) + "\n" for e in entries))
     minutes = sum(e["duration"] for e in entries) / 60
     log(f"demo corpus: {tracks} tracks, {minutes:.1f} minutes, in {out}")
     return manifest

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from data_prep.decode import BadInput, decode_mono, probe
 from wavenet.audio import write_wav
 from wavenet.data import stable_split
+from wavenet.files import write_text_atomic
 from wavenet.storage import S3Settings, download_prefix, is_s3, sha256_file
 
 AUDIO_SUFFIXES = {
@@ -175,7 +176,7 @@ def prepare_folder(source_dir: Path, out: Path, s: PrepSettings, workers: int, s
             journal.write(json.dumps({"source": keys[path], "entries": entries}) + "\n")
             journal.flush()
     manifest = sorted((e for entries in entries_by_source.values() for e in entries), key=lambda e: e["id"])
-    _write_atomic(out / "manifest.jsonl", "".join(json.dumps(e) + "\n" for e in manifest))
+    write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(e) + "\n" for e in manifest))
     (out / JOURNAL).unlink(missing_ok=True)
     report = {
         "sources_found": len(sources),
@@ -187,14 +188,8 @@ def prepare_folder(source_dir: Path, out: Path, s: PrepSettings, workers: int, s
         "validation_tracks": sum(e["split"] == "val" for e in manifest),
         "settings": asdict(s),
     }
-    _write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def print_report(report: dict, out: Path) -> None:

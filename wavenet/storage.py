@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from wavenet.errors import UserError
+from wavenet.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +188,7 @@ def download_prefix(uri: str, cache_dir: Path, settings: S3Settings, workers: in
             for obj, rel, stamp in pool.map(lambda job: _fetch_verified(client, bucket, *job), jobs):
                 ledger[rel] = {"etag": obj["ETag"], "stamp": stamp}
                 report.transferred.append(obj["Key"])
-    tmp = ledger_path.with_name(".verified.json.tmp")
-    tmp.write_text(json.dumps(ledger))
-    os.replace(tmp, ledger_path)
+    write_text_atomic(ledger_path, json.dumps(ledger))
     return root, report
 
 

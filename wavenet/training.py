@@ -4,7 +4,6 @@ generated audio at intervals, atomic checkpoints and exact resume."""
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from wavenet.data import build_shards, corpus_folder, list_tracks, train_batch, 
 from wavenet.device import resolve_device
 from wavenet.distributed import DistInfo, barrier, mean_across_ranks
 from wavenet.errors import UserError
+from wavenet.files import write_text_atomic
 from wavenet.generation import generate
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.secrets import redact
@@ -97,9 +97,7 @@ class MetricsFile:
         if not self.path.exists():
             return
         kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, step: int, metrics: dict) -> None:
         with open(self.path, "a") as f:

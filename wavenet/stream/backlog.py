@@ -1,7 +1,6 @@
 """Finished tracks on disk, and where playback is: what makes a restart resume at once."""
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import numpy as np
 import soundfile as sf
 
 from wavenet.audio import write_wav
+from wavenet.files import write_text_atomic
 
 TRACK = re.compile(r"track_(\d{6})\.wav$")
 
@@ -50,9 +50,7 @@ class Backlog:
         return {"track": 0, "offset": 0}
 
     def save_position(self, track: int, offset: int) -> None:
-        tmp = self.folder / ".position.json.tmp"
-        tmp.write_text(json.dumps({"track": track, "offset": offset}))
-        os.replace(tmp, self.folder / "position.json")
+        write_text_atomic(self.folder / "position.json", json.dumps({"track": track, "offset": offset}))
 
     def prune(self, playing: int) -> None:
         """Delete played tracks beyond the newest `keep_played` of them."""

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from wavenet.files import write_text_atomic
+
 WIDTH, HEIGHT = 1280, 720
 
 
@@ -38,6 +40,4 @@ def draw_default_background(path: Path) -> Path:
 
 def write_now_playing(path: Path, text: str) -> None:
     """Replace the text file that ffmpeg's drawtext re-reads every frame (atomically: it never sees half a line)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)

@@ -3,7 +3,6 @@ playback position, reports status, and ends cleanly on SIGTERM."""
 
 import json
 import logging
-import os
 import subprocess
 import threading
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wavenet.files import write_text_atomic
 from wavenet.secrets import secret_values
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.picture import write_now_playing
@@ -76,9 +76,7 @@ class Supervisor:
 
     def report(self, line: bool) -> None:
         status = self.status()
-        tmp = self.status_file.with_name(f".{self.status_file.name}.tmp")
-        tmp.write_text(json.dumps(status, indent=2) + "\n")
-        os.replace(tmp, self.status_file)
+        write_text_atomic(self.status_file, json.dumps(status, indent=2) + "\n")
         track = "live" if status["track"] == -1 else f"track {status['track']}"
         uptime = time.strftime("%H:%M:%S", time.gmtime(status["uptime_s"]))
         replay = " (replay)" if status["fallback_now"] else ""

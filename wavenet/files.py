@@ -1,0 +1,13 @@
+"""Atomic writes: a temporary name in the same folder, then a rename, so a reader or a crash never sees half a file."""
+
+import os
+from pathlib import Path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Replace `path` with `text` in one step."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
