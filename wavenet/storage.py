@@ -169,7 +169,7 @@ def download_prefix(uri: str, cache_dir: Path, settings: S3Settings, workers: in
         objects = list(_list_objects(client, bucket, prefix))
         if not objects:
             raise UserError(
-                f"{uri} holds no objects. Upload a prepared corpus there first (python -m data_prep.upload)."
+                f"{uri} holds no objects. Upload a prepared corpus there first (python -m data_prep.s3 upload FOLDER {uri})."
             )
         jobs = []
         for obj in objects:
@@ -205,12 +205,12 @@ def _stamp(path: Path) -> list[int]:
 def _fetch_verified(client, bucket: str, obj: dict, rel: str, dest: Path) -> tuple[dict, str, list[int]]:
     """Download one object to a temporary name, check its sha256 against the metadata, rename into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and (expected := _remote_sha256(client, bucket, obj["Key"])) and sha256_file(dest) == expected:
+    expected = _remote_sha256(client, bucket, obj["Key"])
+    if dest.is_file() and expected and sha256_file(dest) == expected:
         return obj, rel, _stamp(dest)  # intact, only not yet in the ledger
     tmp = dest.with_name(f".{dest.name}.part")
     try:
         client.download_file(bucket, obj["Key"], str(tmp), Config=TRANSFER)
-        expected = _remote_sha256(client, bucket, obj["Key"])
         if expected and sha256_file(tmp) != expected:
             raise UserError(f"s3://{bucket}/{obj['Key']} does not match its sha256 after download; upload it again.")
         os.replace(tmp, dest)
