@@ -117,7 +117,7 @@ class StreamConfig:
     cache_dir: str = ".cache/lofi-wavenet"
     s3: S3Settings = field(default_factory=S3Settings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
-    supervisor: SupervisorSettings = field(default_factory=lambda: SupervisorSettings())
+    supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
 
 
 MODEL_PRESETS = Path(__file__).resolve().parents[1] / "conf" / "model"

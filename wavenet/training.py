@@ -143,8 +143,9 @@ class Trainer:
             net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.net = torch.compile(net) if cfg.train.compile and self.device.type == "cuda" else net
         o = cfg.optim
+        self.params = list(self.model.parameters())
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            self.params,
             lr=o.lr,
             betas=tuple(o.betas),
             weight_decay=o.weight_decay,
@@ -230,7 +231,7 @@ class Trainer:
         return (total[0] / total[1]).item()
 
     def write_sample(self) -> tuple[Path, Path]:
-        """A few seconds of audio from the current model (fp32, cached engine), and its spectrogram."""
+        """A few seconds of audio from the current model (fp32, the backend `auto` picks), and its spectrogram."""
         self.model.eval()
         num = int(self.cfg.train.sample_seconds * self.model_cfg.sample_rate)
         codes = generate(self.model, num, temperature=self.cfg.train.sample_temperature, seed=self.cfg.train.seed)
@@ -255,8 +256,7 @@ class Trainer:
             self.shards["train"], cfg.train.seed, self.dist.rank, self.step, cfg.data.batch_size, self.window
         )
         batch = batch.to(self.device, non_blocking=True)
-        params = list(self.model.parameters())
-        loss, grad_norm = optimization_step(self.net, params, self.optimizer, batch, self.rf, cfg.optim.grad_clip)
+        loss, grad_norm = optimization_step(self.net, self.params, self.optimizer, batch, self.rf, cfg.optim.grad_clip)
         self.scheduler.step()
         return loss, grad_norm
 

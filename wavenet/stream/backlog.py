@@ -29,8 +29,8 @@ class Backlog:
         return sorted(int(m.group(1)) for p in self.folder.iterdir() if (m := TRACK.match(p.name)))
 
     def next_free_index(self) -> int:
-        indices = self.indices()
-        return max(indices[-1] + 1, self.load_position()["track"]) if indices else self.load_position()["track"]
+        indices, playing = self.indices(), self.load_position()["track"]
+        return max(indices[-1] + 1, playing) if indices else playing
 
     def add(self, index: int, audio: np.ndarray) -> Path:
         return write_wav(self.path(index), audio, self.sample_rate)
