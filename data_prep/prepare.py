@@ -2,9 +2,11 @@
 
     python -m data_prep.prepare INPUT OUT [--sample-rate 16000] [--loudness -18] [--max-minutes 30] [--workers N]
 
-INPUT is a local folder or an s3:// prefix; every file ffmpeg decodes is taken (wav of any rate, depth and channel
-count, mp3, flac, ogg, m4a, ...). OUT gets the WAVs, manifest.jsonl and report.json. Sources are only read, never
-changed. A re-run skips sources that are unchanged and done, so an interrupted run picks up where it stopped.
+INPUT is a local folder or an s3:// prefix. Every file with an audio stream is taken, whatever its name (wav of
+any rate, depth and channel count, mp3, flac, ogg, m4a, the sound of mp4/mkv/webm/mov videos, ...). OUT gets the
+WAVs, manifest.jsonl and report.json, which lists every entry under INPUT as prepared, skipped (audio we cannot
+use) or ignored (not audio), with the reason. Sources are only read, never changed. The same audio under two names
+is kept once. A re-run redoes nothing that is unchanged, so an interrupted run picks up where it stopped.
 """
 
 import argparse
@@ -19,14 +21,20 @@ from pathlib import Path
 import numpy as np
 import pyloudnorm
 import soxr
-from tqdm import tqdm
 
-from data_prep.decode import BadInput, decode_mono, probe
+from data_prep.decode import BadInput, NotAudio, decode_mono, probe
+from data_prep.duplicates import drop_duplicates
+from data_prep.repair import remove_dc, repair_non_finite
+from data_prep.walk import walk
 from wavenet.audio import write_wav
 from wavenet.data import stable_split
+from wavenet.errors import UserError
 from wavenet.files import write_text_atomic
-from wavenet.storage import S3Settings, download_prefix, is_s3, sha256_file
+from wavenet.progress import Progress
+from wavenet.storage import VERIFIED_LEDGER, S3Settings, download_prefix, is_s3, sha256_file
 
+# Names that promise audio: such a file without a readable audio stream is "skipped" (a broken track worth a look),
+# any other file without one is "ignored". What is prepared is decided by the content alone.
 AUDIO_SUFFIXES = {
     ".wav",
     ".wave",
@@ -42,7 +50,7 @@ AUDIO_SUFFIXES = {
     ".wma",
     ".webm",
 }
-JOURNAL = ".prepare-journal.jsonl"
+LEDGER = ".prepare-ledger.jsonl"  # every source's last judgement, appended as files finish
 
 
 @dataclass
@@ -75,14 +83,39 @@ def trim_silent_ends(audio: np.ndarray, rate: int, threshold_dbfs: float) -> np.
     return audio[loud[0] * frame : min(len(audio), (loud[-1] + 1) * frame)]
 
 
-def prepare_file(source: Path, source_key: str, out: Path, s: PrepSettings) -> list[dict]:
-    """Decode, downmix, resample, normalise, trim and split one source; returns its manifest entries."""
+def named_like_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def judge_file(source: Path, source_key: str, out: Path, s: PrepSettings) -> dict:
+    """Prepare one file, or say why not: a ledger record with its outcome, reason, warnings and manifest entries."""
+    record = {"source": source_key, "fingerprint": fingerprint(source), "outcome": "prepared", "warnings": []}
+    try:
+        record["entries"] = prepare_file(source, source_key, out, s, record)
+    except NotAudio as err:
+        # A file named like audio that holds none is a broken track worth a look; anything else is simply not ours.
+        record.update(outcome="skipped" if named_like_audio(source) else "ignored", reason=str(err))
+    except BadInput as err:
+        record.update(outcome="skipped", reason=str(err))
+    except Exception as err:  # one odd file must not end a run over thousands; the report names it
+        record.update(outcome="skipped", reason=f"unexpected error ({type(err).__name__}: {err}); please report it")
+    return record
+
+
+def prepare_file(source: Path, source_key: str, out: Path, s: PrepSettings, record: dict) -> list[dict]:
+    """Decode, mend, resample, remove DC, normalise, trim and split one source; returns its manifest entries."""
     info = probe(source)
-    audio = decode_mono(source, info)
+    decoded = decode_mono(source, info)
+    record["warnings"] += decoded.warnings
+    record["audio_sha256"] = hashlib.sha256(decoded.audio.tobytes()).hexdigest()
+    audio, repaired = repair_non_finite(decoded.audio)
+    if repaired:
+        record["warnings"].append(f"repaired {repaired} non-finite (NaN or infinite) samples from their neighbours")
     if info.sample_rate != s.sample_rate:
         audio = soxr.resample(audio, info.sample_rate, s.sample_rate, quality="VHQ")
     if len(audio) < 0.5 * s.sample_rate:
-        raise BadInput(f"too short ({len(audio) / s.sample_rate:.2f} s of audio)")
+        raise BadInput(f"too short ({len(audio) / s.sample_rate:.2f} s of audio; at least 0.5 s)")
+    audio = remove_dc(audio, s.sample_rate)
     loudness = pyloudnorm.Meter(s.sample_rate).integrated_loudness(audio.astype(np.float64))
     if not np.isfinite(loudness) or loudness < -70:
         raise BadInput("silent (no signal above -70 LUFS)")
@@ -112,94 +145,135 @@ def prepare_file(source: Path, source_key: str, out: Path, s: PrepSettings) -> l
     return entries
 
 
-def find_sources(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-
-
-def load_previous(out: Path) -> dict[str, list[dict]]:
-    """Entries by source from the manifest and from the journal of an interrupted run."""
-    by_source: dict[str, list[dict]] = {}
-    for name in ("manifest.jsonl", JOURNAL):
-        path = out / name
-        if not path.exists():
-            continue
+def load_ledger(out: Path) -> dict[str, dict]:
+    """The last judgement of every source, from earlier runs and from an interrupted one."""
+    records: dict[str, dict] = {}
+    path = out / LEDGER
+    if path.exists():
         for line in path.read_text().splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line torn by a crash
-            if name == JOURNAL:
-                by_source[record["source"]] = record["entries"]
-            else:
-                by_source.setdefault(record["source"], []).append(record)
-    return by_source
+            records[record["source"]] = record
+    return records
 
 
-def prepare_folder(source_dir: Path, out: Path, s: PrepSettings, workers: int, source_label: str = "") -> dict:
-    """Prepare every audio file under source_dir into out; returns the report (also written to report.json)."""
+def still_valid(record: dict | None, path: Path, out: Path) -> bool:
+    """An earlier judgement holds when the source is unchanged and what it made is still there."""
+    return (
+        record is not None
+        and record.get("fingerprint") == fingerprint(path)
+        and all((out / e["path"]).is_file() for e in record.get("entries", []))
+    )
+
+
+def prepare_folder(
+    source_dir: Path,
+    out: Path,
+    s: PrepSettings,
+    workers: int,
+    source_label: str = "",
+    exclude: tuple[Path, ...] = (),
+) -> dict:
+    """Prepare every file under source_dir into out; returns the report (also written to report.json).
+
+    Every entry under source_dir is in the report: prepared, skipped (audio we cannot use) or ignored (not audio),
+    each with its reason. Files are judged by what ffprobe finds inside, whatever their names.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    previous = load_previous(out)
-    sources = find_sources(source_dir)
-    keys = {
-        p: (
-            f"{source_label}/{p.relative_to(source_dir).as_posix()}"
-            if source_label
-            else p.relative_to(source_dir).as_posix()
-        )
-        for p in sources
-    }
-    entries_by_source: dict[str, list[dict]] = {}
+    previous = load_ledger(out)
+    records: dict[str, dict] = {}
+    paths: dict[str, Path] = {}
     todo = []
-    for path in sources:
-        done = previous.get(keys[path])
-        if (
-            done
-            and done[0].get("source_fingerprint") == fingerprint(path)
-            and all((out / e["path"]).is_file() for e in done)
-        ):
-            entries_by_source[keys[path]] = done
+    for entry in walk(source_dir, exclude={out, *exclude}):
+        key = f"{source_label}/{entry.relative}" if source_label else entry.relative
+        paths[key] = entry.path
+        if entry.outcome:
+            records[key] = {"source": key, "outcome": entry.outcome, "reason": entry.reason}
+        elif still_valid(previous.get(key), entry.path, out):
+            records[key] = {**previous[key], "unchanged": True}
         else:
-            todo.append(path)
-    skipped = []
-    with ProcessPoolExecutor(max_workers=workers) as pool, open(out / JOURNAL, "a") as journal:
-        futures = {pool.submit(prepare_file, p, keys[p], out, s): p for p in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="prepare", unit="file"):
-            path = futures[future]
-            try:
-                entries = future.result()
-            except BadInput as err:
-                skipped.append({"source": keys[path], "reason": str(err)})
-                continue
-            for e in entries:
-                e["source_fingerprint"] = fingerprint(path)
-            entries_by_source[keys[path]] = entries
-            journal.write(json.dumps({"source": keys[path], "entries": entries}) + "\n")
-            journal.flush()
-    manifest = sorted((e for entries in entries_by_source.values() for e in entries), key=lambda e: e["id"])
+            todo.append((entry.path, key))
+    # A dropped duplicate stands only while the copy it duplicates is still kept as it was.
+    for key, record in list(records.items()):
+        keeper = records.get(record.get("duplicate_of", ""), {})
+        if record.get("duplicate_of") and not (keeper.get("unchanged") and keeper["outcome"] == "prepared"):
+            todo.append((paths[key], key))
+            del records[key]
+
+    with (
+        ProcessPoolExecutor(max_workers=max(1, workers)) as pool,
+        open(out / LEDGER, "a") as ledger,
+        Progress(len(todo), "prepare", unit="files", enabled=bool(todo)) as progress,
+    ):
+        futures = [pool.submit(judge_file, path, key, out, s) for path, key in todo]
+        for future in as_completed(futures):
+            record = future.result()
+            records[record["source"]] = record
+            ledger.write(json.dumps(record) + "\n")  # a killed run keeps what it finished
+            ledger.flush()
+            progress.update(1)
+    duplicates = drop_duplicates(records, out)
+
+    ordered = [records[k] for k in sorted(records)]
+    manifest = sorted((e for r in ordered for e in r.get("entries", [])), key=lambda e: e["id"])
     write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(e) + "\n" for e in manifest))
-    (out / JOURNAL).unlink(missing_ok=True)
-    report = {
-        "sources_found": len(sources),
-        "prepared_now": len(todo) - len(skipped),
-        "unchanged": len(sources) - len(todo),
-        "skipped": sorted(skipped, key=lambda r: r["source"]),
+    kept = [{k: v for k, v in r.items() if k != "unchanged"} for r in ordered if "fingerprint" in r]
+    write_text_atomic(out / LEDGER, "".join(json.dumps(r) + "\n" for r in kept))
+    report = build_report(ordered, manifest, duplicates, s)
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return report
+
+
+def build_report(records: list[dict], manifest: list[dict], duplicates: list[dict], s: PrepSettings) -> dict:
+    def listed(outcome: str) -> list[dict]:
+        return [{"source": r["source"], "reason": r["reason"]} for r in records if r["outcome"] == outcome]
+
+    prepared = [r for r in records if r["outcome"] == "prepared"]
+    return {
+        "entries": [
+            {
+                "source": r["source"],
+                "outcome": r["outcome"],
+                **({"reason": r["reason"]} if r.get("reason") else {}),
+                **({"warnings": r["warnings"]} if r.get("warnings") else {}),
+                **({"tracks": [e["id"] for e in r["entries"]]} if r.get("entries") else {}),
+            }
+            for r in records
+        ],
+        "sources_found": sum("fingerprint" in r for r in records),
+        "prepared_now": sum(not r.get("unchanged") for r in prepared),
+        "unchanged": sum(bool(r.get("unchanged")) for r in prepared),
+        "skipped": listed("skipped"),
+        "ignored": listed("ignored"),
+        "duplicates": [{"source": r["source"], "duplicate_of": r["duplicate_of"]} for r in duplicates],
+        "with_warnings": sum(bool(r.get("warnings")) for r in prepared),
         "tracks": len(manifest),
         "hours": round(sum(e["duration"] for e in manifest) / 3600, 4),
         "validation_tracks": sum(e["split"] == "val" for e in manifest),
         "settings": asdict(s),
     }
-    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
-    return report
 
 
 def print_report(report: dict, out: Path) -> None:
     print(
         f"{report['sources_found']} sources: {report['prepared_now']} prepared now, {report['unchanged']} unchanged, "
-        f"{len(report['skipped'])} skipped. Corpus: {report['tracks']} tracks, {report['hours']:.2f} hours "
+        f"{len(report['skipped'])} skipped, {len(report['ignored'])} ignored. Corpus: {report['tracks']} tracks, {report['hours']:.2f} hours "
         f"({report['validation_tracks']} for validation) in {out}"
     )
     for item in report["skipped"]:
         print(f"  skipped {item['source']}: {item['reason']}")
+    folders = [item for item in report["ignored"] if item["reason"].startswith("a folder")]
+    for item in report["ignored"]:
+        if item not in folders:
+            print(f"  ignored {item['source']}: {item['reason']}")
+    for entry in report["entries"]:
+        for warning in entry.get("warnings", []):
+            print(f"  warning {entry['source']}: {warning}")
+    print(
+        f"  ({len(folders)} folder{'s' * (len(folders) != 1)} walked; every entry with its outcome: {out / 'report.json'})"
+    )
     if report["tracks"] and not report["validation_tracks"]:
         print("  warning: no track went to validation; training needs some: raise --val-fraction")
 
@@ -221,13 +295,17 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = PrepSettings(args.sample_rate, args.loudness, args.max_minutes, val_fraction=args.val_fraction)
-    source_dir, label = Path(args.input), ""
-    if is_s3(args.input):
-        source_dir, _ = download_prefix(args.input, args.cache_dir, S3Settings(args.endpoint_url, args.path_style))
-        label = args.input.rstrip("/")
-    elif not source_dir.is_dir():
-        raise SystemExit(f"error: {source_dir} is not a folder (give a folder of audio files or an s3:// prefix)")
-    print_report(prepare_folder(source_dir, args.out, settings, args.workers, label), args.out)
+    source_dir, label, exclude = Path(args.input), "", ()
+    try:
+        if is_s3(args.input):
+            s3 = S3Settings(args.endpoint_url, args.path_style)
+            source_dir, _ = download_prefix(args.input, args.cache_dir, s3)
+            label, exclude = args.input.rstrip("/"), (source_dir / VERIFIED_LEDGER,)
+        elif not source_dir.is_dir():
+            raise UserError(f"{source_dir} is not a folder (give a folder of audio files or an s3:// prefix)")
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    print_report(prepare_folder(source_dir, args.out, settings, args.workers, label, exclude), args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""Every entry under a source folder, each with what it is: a file to judge, or why it is passed over.
+
+Symlinks are followed (to files and to folders), but a folder is walked once: a link back to a folder already
+walked, a link to itself or a dangling link is listed with its reason, so loops never hang the walk.
+"""
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+
+
+@dataclass
+class Entry:
+    path: Path
+    relative: str  # posix path under the source folder
+    outcome: str = ""  # "" for a file to judge; else "skipped" or "ignored", with the reason
+    reason: str = ""
+
+
+def walk(root: Path, exclude: set[Path] = frozenset()) -> list[Entry]:
+    """Every entry under root, in sorted order; the paths in `exclude` (our own output, say) are left out."""
+    root = Path(root)
+    walked = {_identity(root.stat())}
+    excluded = {_identity(os.stat(p)) for p in exclude if os.path.exists(p)}
+    return sorted(_walk(root, root, walked, excluded), key=lambda e: e.relative)
+
+
+def _walk(root: Path, folder: Path, walked: set, excluded: set) -> Iterator[Entry]:
+    try:
+        children = sorted(os.scandir(folder), key=lambda d: d.name)
+    except OSError as err:
+        yield Entry(folder, _relative(root, folder), "skipped", f"cannot list this folder ({err.strerror})")
+        return
+    for child in children:
+        path = Path(child.path)
+        entry = Entry(path, _relative(root, path))
+        try:
+            st = os.stat(path)  # follows symlinks
+        except OSError as err:
+            entry.outcome = "ignored"
+            if err.errno == errno.ENOENT and os.path.islink(path):
+                entry.reason = f"dangling symlink (its target {os.readlink(path)} does not exist)"
+            elif err.errno == errno.ELOOP:
+                entry.reason = "symlink loop (following it never reaches a file or folder)"
+            else:
+                entry.reason = f"cannot look at it ({err.strerror})"
+            yield entry
+            continue
+        if _identity(st) in excluded:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if _identity(st) in walked:
+                yield Entry(path, entry.relative, "ignored", "symlink to a folder already walked (not walked twice)")
+                continue
+            walked.add(_identity(st))
+            yield Entry(path, entry.relative, "ignored", "a folder (its contents are listed one by one)")
+            yield from _walk(root, path, walked, excluded)
+        elif stat.S_ISREG(st.st_mode):
+            if not os.access(path, os.R_OK):
+                entry.outcome, entry.reason = "skipped", "permission denied: make it readable to prepare it"
+            yield entry
+        else:
+            yield Entry(
+                path,
+                entry.relative,
+                "ignored",
+                f"not a regular file ({KINDS.get(stat.S_IFMT(st.st_mode), 'a special file')})",
+            )
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _relative(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
