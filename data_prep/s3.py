@@ -4,8 +4,8 @@
     python -m data_prep.s3 download s3://bucket/corpus [--cache-dir .cache/lofi-wavenet]
 
 Credentials come from the standard chain only (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a role).
-Uploads skip unchanged objects by sha256 and go on where an interrupted upload stopped; downloads verify every
-object and write it to a temporary name first.
+Uploads skip unchanged objects by sha256 and go on where an interrupted upload stopped, inside a large file too
+(from the parts already on the server); downloads verify every object and write it to a temporary name first.
 """
 
 import argparse
@@ -22,6 +22,7 @@ def main() -> None:
     up = sub.add_parser("upload", help="upload a folder to s3://bucket/prefix")
     up.add_argument("folder", type=Path)
     up.add_argument("uri")
+    up.add_argument("--part-mib", type=float, default=8, help="files larger than this go up in parts this size (>= 5)")
     down = sub.add_parser("download", help="mirror s3://bucket/prefix into the local cache")
     down.add_argument("uri")
     down.add_argument("--cache-dir", type=Path, default=Path(".cache/lofi-wavenet"))
@@ -34,7 +35,15 @@ def main() -> None:
         if args.command == "upload":
             if not args.folder.is_dir():
                 raise UserError(f"{args.folder} is not a folder.")
-            report = upload_folder(args.folder, args.uri, settings, progress=lambda key: print(f"  {key}", flush=True))
+            if args.part_mib < 5:
+                raise UserError(f"--part-mib {args.part_mib} is below S3's smallest part (5 MiB).")
+            report = upload_folder(
+                args.folder,
+                args.uri,
+                settings,
+                progress=lambda line: print(f"  {line}", flush=True),
+                part_size=int(args.part_mib * 2**20),
+            )
             print(f"{args.uri}: {len(report.transferred)} uploaded, {len(report.unchanged)} unchanged")
         else:
             folder, report = download_prefix(args.uri, args.cache_dir, settings)

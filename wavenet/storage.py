@@ -1,8 +1,10 @@
 """S3 as the source of truth: one client factory, idempotent resumable uploads, verified downloads into a cache.
 
 Every object we upload carries its sha256 in metadata (x-amz-meta-sha256). Uploads skip objects whose checksum
-already matches; downloads verify it and write to a temporary name, then rename. manifest.jsonl goes up last, so
-a reader never sees a manifest that names objects not yet there.
+already matches; a large file goes up in parts, and an upload interrupted inside a file resumes from the parts the
+server holds (each checked by its MD5 against the local bytes). Downloads verify the sha256 and write to a
+temporary name, then rename. manifest.jsonl goes up last, so a reader never sees a manifest that names objects not
+yet there.
 """
 
 import contextlib
@@ -26,6 +28,8 @@ from wavenet.files import write_text_atomic
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
+VERIFIED_LEDGER = ".verified.json"  # in a download folder: what was verified, by ETag and local stamp
+PART_SIZE = 8 * 2**20  # files larger than this go up in parts of this size (S3's smallest part is 5 MiB)
 TRANSFER = TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=4)
 CREDENTIAL_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken"}
 
@@ -117,30 +121,110 @@ class TransferReport:
 
 
 def upload_folder(
-    folder: Path, uri: str, settings: S3Settings, progress: Callable[[str], None] | None = None
+    folder: Path,
+    uri: str,
+    settings: S3Settings,
+    progress: Callable[[str], None] | None = None,
+    part_size: int = PART_SIZE,
+    workers: int = 4,
 ) -> TransferReport:
     """Upload every file under `folder` to s3://bucket/prefix/<relative path>; unchanged objects are skipped.
 
-    Run it again after an interruption: what is up already is skipped by checksum, the rest goes up.
+    Run it again after an interruption: what is up already is skipped by checksum, a file cut off half way goes on
+    from its completed parts, the rest goes up. `progress` gets one line per file and per part.
     """
     bucket, prefix = parse_s3_uri(uri)
     client = make_client(settings)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    files.sort(key=lambda p: p.name == MANIFEST)  # the manifest last
+    manifest = [p for p in files if p.name == MANIFEST]
+    files = [p for p in files if p.name != MANIFEST]
     report = TransferReport()
+    say = progress or (lambda _: None)
+
+    def upload(path: Path) -> None:
+        key = "/".join(filter(None, [prefix, path.relative_to(folder).as_posix()]))
+        digest = sha256_file(path)
+        if _remote_sha256(client, bucket, key) == digest:
+            report.unchanged.append(key)
+            say(f"{key} unchanged")
+            return
+        if path.stat().st_size <= part_size:
+            with open(path, "rb") as f:
+                client.put_object(Bucket=bucket, Key=key, Body=f, Metadata={"sha256": digest})
+        else:
+            _upload_in_parts(client, bucket, key, path, digest, part_size, say)
+        report.transferred.append(key)
+        say(f"{key} uploaded")
+
     with s3_errors(uri, settings):
         client.head_bucket(Bucket=bucket)
-        for path in files:
-            key = "/".join(filter(None, [prefix, path.relative_to(folder).as_posix()]))
-            digest = sha256_file(path)
-            if _remote_sha256(client, bucket, key) == digest:
-                report.unchanged.append(key)
-            else:
-                client.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"sha256": digest}}, Config=TRANSFER)
-                report.transferred.append(key)
-            if progress:
-                progress(key)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(upload, files))
+        for path in manifest:  # the manifest last
+            upload(path)
     return report
+
+
+def _upload_in_parts(
+    client, bucket: str, key: str, path: Path, digest: str, part_size: int, say: Callable[[str], None]
+) -> None:
+    """A multipart upload that reuses the parts an interrupted upload of the same bytes left on the server."""
+    size = path.stat().st_size
+    count = -(-size // part_size)
+    upload_id, etags = _resumable_upload(client, bucket, key, path, part_size)
+    if etags:
+        say(f"{key}: resuming, {len(etags)} of {count} parts already on the server")
+    else:
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, Metadata={"sha256": digest})["UploadId"]
+    with open(path, "rb") as f:
+        for number in range(1, count + 1):
+            if number in etags:
+                continue
+            f.seek((number - 1) * part_size)
+            body = f.read(part_size)
+            etags[number] = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )["ETag"]
+            say(f"{key}: part {number}/{count} sent")
+    parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    if _remote_sha256(client, bucket, key) != digest:  # the file changed since the interrupted upload began
+        client.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": key},
+            Metadata={"sha256": digest},
+            MetadataDirective="REPLACE",
+        )
+
+
+def _resumable_upload(client, bucket: str, key: str, path: Path, part_size: int) -> tuple[str | None, dict[int, str]]:
+    """The unfinished upload of `key` with the most parts that match the local file, and those parts' ETags.
+
+    Unfinished uploads of `key` that match nothing are aborted, so they do not linger on the server.
+    """
+    best_id, best = None, {}
+    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+    for upload in (u for u in uploads if u["Key"] == key):
+        matching = {}
+        with open(path, "rb") as f:
+            for part in _list_parts(client, bucket, key, upload["UploadId"]):
+                f.seek((part["PartNumber"] - 1) * part_size)
+                body = f.read(part_size)
+                if part["Size"] == len(body) and part["ETag"].strip('"') == hashlib.md5(body).hexdigest():
+                    matching[part["PartNumber"]] = part["ETag"]
+        if len(matching) > len(best):
+            if best_id:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=best_id)
+            best_id, best = upload["UploadId"], matching
+        else:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+    return best_id, best
+
+
+def _list_parts(client, bucket: str, key: str, upload_id: str) -> Iterator[dict]:
+    for page in client.get_paginator("list_parts").paginate(Bucket=bucket, Key=key, UploadId=upload_id):
+        yield from page.get("Parts", [])
 
 
 def _remote_sha256(client, bucket: str, key: str) -> str | None:
@@ -162,7 +246,7 @@ def download_prefix(uri: str, cache_dir: Path, settings: S3Settings, workers: in
     root = (Path(cache_dir) / "s3" / bucket / prefix).resolve()
     root.mkdir(parents=True, exist_ok=True)
     client = make_client(settings)
-    ledger_path = root / ".verified.json"
+    ledger_path = root / VERIFIED_LEDGER
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     report = TransferReport()
     with s3_errors(uri, settings):
@@ -173,6 +257,8 @@ def download_prefix(uri: str, cache_dir: Path, settings: S3Settings, workers: in
             )
         jobs = []
         for obj in objects:
+            if obj["Key"].endswith("/"):
+                continue  # a folder marker that some tools create: no content
             rel = obj["Key"][len(prefix) :].lstrip("/") if prefix else obj["Key"]
             dest = safe_destination(root, rel)
             if dest is None:
