@@ -1,6 +1,7 @@
 """S3 against a real SeaweedFS on loopback: round trip, idempotent and resumable transfers, clear failures."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from tests.conftest import FAST_TRAIN, ROOT, run_script
 from tests.s3_server import BUCKET
 from tests.test_data_prep import make_mixed_folder, prepare
 from wavenet.errors import UserError
-from wavenet.storage import S3Settings, download_prefix, safe_destination, sha256_file, upload_folder
+from wavenet.storage import S3Settings, download_prefix, make_client, safe_destination, sha256_file, upload_folder
 
 SETTINGS = S3Settings(path_style=True, max_attempts=2)
 
@@ -135,3 +136,34 @@ def test_ordinary_keys_stay_inside_the_cache(tmp_path):
     for key in ["a.wav", "deep/er/b.wav", "...", "%2e%2e/x", "..%2fx", "a/./b.wav", "a//b"]:
         dest = safe_destination(root, key)
         assert dest is not None and dest.is_relative_to(root.resolve())
+
+
+def test_upload_killed_inside_a_file_resumes_from_its_completed_parts(s3_env, tmp_path):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "long_mix.wav").write_bytes(os.urandom(30 * 2**20))  # six parts of 5 MiB
+    uri = f"s3://{BUCKET}/in-file"
+    cmd = [sys.executable, "-m", "data_prep.s3", "upload", str(folder), uri, "--path-style", "--part-mib", "5"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=os.environ)
+    for line in proc.stdout:
+        if "part 2/6 sent" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    client = make_client(SETTINGS)
+    [pending] = client.list_multipart_uploads(Bucket=BUCKET, Prefix="in-file/")["Uploads"]
+    on_server = {
+        p["PartNumber"]
+        for p in client.list_parts(Bucket=BUCKET, Key=pending["Key"], UploadId=pending["UploadId"])["Parts"]
+    }
+    assert {1, 2} <= on_server and len(on_server) < 6, "killed inside the file"
+
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    sent = {int(m) for m in re.findall(r"part (\d)/6 sent", done.stdout)}
+    assert f"resuming, {len(on_server)} of 6 parts already on the server" in done.stdout
+    assert sent == set(range(1, 7)) - on_server, "the completed parts are not sent again"
+    assert not client.list_multipart_uploads(Bucket=BUCKET, Prefix="in-file/").get("Uploads")
+    cached, _ = download_prefix(uri, tmp_path / "cache", SETTINGS)
+    assert sha256_file(cached / "long_mix.wav") == sha256_file(folder / "long_mix.wav")
