@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -158,6 +159,7 @@ def test_odd_corpus_every_entry_accounted_for_sources_untouched_second_run_idle(
     cmd = [*(run_as or []), sys.executable, "-m", "data_prep.prepare", str(src), str(out), "--workers", "2"]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
     assert snapshot(src) == before, "sources are never modified"
+    assert "\r" not in first.stderr and re.search(r"prepare: (\d+)/\1 files \(100%\)", first.stderr), first.stderr
     report = json.loads((out / "report.json").read_text())
     check_outcomes(report, expect)
     for name, (outcome, words) in expect.items():

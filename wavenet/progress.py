@@ -56,11 +56,11 @@ class Progress:
             self.bar.set_postfix(self.postfix)
 
     def write(self, line: str) -> None:
-        """A message that does not break the bar."""
+        """A message on stdout that does not break the bar (printed whether or not progress is shown)."""
         if self.bar is not None:
-            self.bar.write(line, file=self.stream)
+            self.bar.write(line)
         else:
-            print(line, file=self.stream, flush=True)
+            print(line, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -6,13 +6,13 @@ from pathlib import Path
 import librosa
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from wavenet.audio import mu_law_decode, mu_law_encode, read_wav, write_wav
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.device import resolve_device
 from wavenet.errors import UserError
 from wavenet.generation import check_backend, generate
+from wavenet.progress import Progress
 from wavenet.storage import S3Settings, local_copy
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def generate_clips(cfg: DictConfig, out_dir: Path) -> list[Path]:
     for first in range(0, cfg.num_clips, cfg.batch_size):
         batch = min(cfg.batch_size, cfg.num_clips - first)
         primes = prime.expand(batch, -1) if prime is not None else None
-        with tqdm(total=num_samples, desc=f"clips {first + 1}-{first + batch}", unit="sample", unit_scale=True) as bar:
+        with Progress(num_samples, f"clips {first + 1}-{first + batch}", unit="samples") as bar:
             codes = generate(
                 model,
                 num_samples,

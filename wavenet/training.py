@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from wavenet.audio import mu_law_decode, write_spectrogram_png, write_wav
 from wavenet.checkpoint import CheckpointDir, load_checkpoint
@@ -22,6 +21,7 @@ from wavenet.errors import UserError
 from wavenet.files import write_text_atomic
 from wavenet.generation import generate
 from wavenet.model import WaveNet, WaveNetConfig
+from wavenet.progress import Progress
 from wavenet.secrets import redact
 from wavenet.storage import S3Settings
 from wavenet.tracking import Tracker
@@ -282,13 +282,7 @@ class Trainer:
         last_step = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
         samples_per_step = self.cfg.data.batch_size * self.cfg.data.target_length * self.dist.world_size
         self.model.train()
-        bar = tqdm(
-            total=cfg.max_steps,
-            initial=self.step,
-            disable=not (cfg.progress and main),
-            dynamic_ncols=True,
-            desc="train",
-        )
+        bar = Progress(cfg.max_steps, "train", unit="steps", initial=self.step, enabled=cfg.progress and main)
         loss_sum, loss_count, t0 = torch.zeros((), device=self.device), 0, time.perf_counter()
         while self.step < last_step:
             try:
@@ -324,14 +318,14 @@ class Trainer:
                     self.metrics.write(self.step, {"val/nll_bits": val})
                     self.tracker.log({"val/nll_bits": val, "val/unigram_bits": self.unigram_bits}, self.step)
                     saved = self.save(is_best)
-                    tqdm.write(
+                    bar.write(
                         f"step {self.step}: val/nll_bits {val:.3f} (order-0 baseline {self.unigram_bits:.3f}); saved {saved}"
                     )
 
             if main and (self.step % cfg.sample_interval == 0 or self.step == cfg.max_steps):
                 wav, image = self.write_sample()
                 self.tracker.log_sample(wav, image, self.step)
-                tqdm.write(f"step {self.step}: wrote {wav}")
+                bar.write(f"step {self.step}: wrote {wav}")
         bar.close()
         barrier(self.dist)
         return TrainResult(self.best_val, self.unigram_bits, self.step)

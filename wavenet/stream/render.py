@@ -16,6 +16,7 @@ import torch
 from wavenet.audio import mu_law_decode
 from wavenet.generation import generate, make_engine
 from wavenet.model import WaveNet
+from wavenet.progress import Progress
 from wavenet.stream.backlog import Backlog
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class TrackRenderer(threading.Thread):
         self.meter = RateMeter(backlog.sample_rate, rate_limit)
         self.playing_track = backlog.load_position()["track"]
         self.error: BaseException | None = None
+        self.startup: Progress | None = None  # the first batch, while the stream waits to go live
 
     def run(self) -> None:
         try:
@@ -95,10 +97,14 @@ class TrackRenderer(threading.Thread):
         """Progress from the engine: `samples` more per stream (1 per step eager, 64 per graph, more per kernel)."""
         if self.stop.is_set():
             raise Stopped
+        if self.startup is not None:
+            self.startup.update(samples)
         self.meter.throttle(samples * self.batch)
 
     def render_batch(self) -> None:
         first = self.backlog.next_free_index()
+        if not self.backlog.indices():
+            self.startup = Progress(self.track_samples, f"first {self.batch} tracks", unit="samples")
         start = time.perf_counter()
         self.meter.window_start, self.meter.window_samples = start, 0
         codes = generate(
@@ -112,6 +118,9 @@ class TrackRenderer(threading.Thread):
             first_stream=first,
         )
         self.meter.add(self.track_samples * self.batch, time.perf_counter() - start)
+        if self.startup is not None:
+            self.startup.close()
+            self.startup = None
         audio = mu_law_decode(codes).cpu().numpy()
         for i, track in enumerate(audio):
             self.backlog.add(first + i, fade_edges(track, self.backlog.sample_rate))
