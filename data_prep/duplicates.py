@@ -1,29 +1,84 @@
-"""The same audio under two names must not land in train and validation: keep one copy, say which were dropped."""
+"""The same audio under two names must not land in train and validation: keep one copy, say which were dropped.
 
+Exact duplicates have the same decoded samples (a copy, a lossless re-encode). Near-duplicates are the same music
+encoded differently (an MP3 of a WAV): their spectra move the same way over time. Their fingerprint is the log
+energy in 16 bands per 256 ms frame over the first minute, with each frame's and each band's mean removed, so
+that only how the sound changes is left; a steady tone has no such pattern and is never called a near-duplicate.
+"""
+
+import base64
 from pathlib import Path
+
+import numpy as np
+
+FRAME = 4096  # samples per fingerprint frame (256 ms at 16 kHz)
+BANDS = 16
+MAX_FRAMES = 240  # about the first minute
+MIN_FRAMES = 8  # shorter audio is too short to compare
+MIN_PATTERN = 0.05  # RMS of the pattern, in decades of energy: below it the sound barely changes
+SIMILAR = 0.9  # correlation of two patterns above which they are the same music
+DURATION_TOLERANCE = 0.02  # near-duplicates last the same, within 2 %
+
+
+def audio_fingerprint(audio: np.ndarray, rate: int) -> str | None:
+    """How the spectrum moves over the first minute, as base64 of int8 (frames x bands); None if it barely moves."""
+    count = min(len(audio) // FRAME, MAX_FRAMES)
+    if count < MIN_FRAMES:
+        return None
+    frames = audio[: count * FRAME].reshape(count, FRAME) * np.hanning(FRAME)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    edges = (np.geomspace(100, min(7000, rate / 2), BANDS + 1) * FRAME / rate).astype(int)
+    bands = np.stack(
+        [power[:, a : max(b, a + 1)].sum(axis=1) for a, b in zip(edges[:-1], edges[1:], strict=True)], axis=1
+    )
+    pattern = np.log10(bands + 1e-10)
+    pattern -= pattern.mean(axis=1, keepdims=True)  # loudness of each frame
+    pattern -= pattern.mean(axis=0, keepdims=True)  # the timbre (the average spectrum)
+    spread = float(np.sqrt(np.mean(pattern**2)))
+    if spread < MIN_PATTERN:
+        return None
+    return base64.b64encode(np.round(np.clip(pattern / (4 * spread), -1, 1) * 127).astype(np.int8).tobytes()).decode()
+
+
+def similarity(a: str, b: str) -> float:
+    """Correlation of two fingerprints over the frames they share (1: the same music)."""
+    x, y = (np.frombuffer(base64.b64decode(f), np.int8).reshape(-1, BANDS).astype(np.float64) for f in (a, b))
+    n = min(len(x), len(y))
+    x, y = x[:n].ravel(), y[:n].ravel()
+    return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-9))
 
 
 def drop_duplicates(records: dict[str, dict], out: Path) -> list[dict]:
-    """Among prepared records with the same decoded audio (audio_sha256), keep one; returns the dropped ones.
+    """Among prepared records, keep one of each exact or near duplicate; returns the dropped ones.
 
     The keeper is a copy that was in the corpus already (so a re-run never swaps tracks), else the first by
     name. A dropped copy becomes `skipped` with `duplicate_of`, and its prepared WAVs are removed from `out`.
     """
-    groups: dict[str, list[dict]] = {}
-    for record in records.values():
-        if record["outcome"] == "prepared" and record.get("audio_sha256"):
-            groups.setdefault(record["audio_sha256"], []).append(record)
+    candidates = sorted(
+        (r for r in records.values() if r["outcome"] == "prepared"), key=lambda r: (not r.get("unchanged"), r["source"])
+    )
+    kept: list[dict] = []
     dropped = []
-    for copies in groups.values():
-        if len(copies) < 2:
+    for record in candidates:
+        reason = next(filter(None, (_same(keeper, record) for keeper in kept)), None)
+        if reason is None:
+            kept.append(record)
             continue
-        copies.sort(key=lambda r: (not r.get("unchanged"), r["source"]))
-        keeper = copies[0]["source"]
-        for record in copies[1:]:
-            for entry in record.pop("entries", []):
-                (out / entry["path"]).unlink(missing_ok=True)
-            record.update(
-                outcome="skipped", reason=f"duplicate of {keeper} (the same decoded audio)", duplicate_of=keeper
-            )
-            dropped.append(record)
+        for entry in record.pop("entries", []):
+            (out / entry["path"]).unlink(missing_ok=True)
+        keeper, why = reason
+        record.update(outcome="skipped", reason=f"duplicate of {keeper} ({why})", duplicate_of=keeper)
+        dropped.append(record)
     return dropped
+
+
+def _same(keeper: dict, record: dict) -> tuple[str, str] | None:
+    if keeper.get("audio_sha256") and keeper.get("audio_sha256") == record.get("audio_sha256"):
+        return keeper["source"], "the same decoded audio"
+    a, b = keeper.get("audio_fingerprint"), record.get("audio_fingerprint")
+    if not (a and b) or abs(keeper["duration"] - record["duration"]) > DURATION_TOLERANCE * keeper["duration"]:
+        return None
+    score = similarity(a, b)
+    return (
+        (keeper["source"], f"the same music, encoded differently: similarity {score:.2f}") if score > SIMILAR else None
+    )

@@ -117,7 +117,11 @@ class LocalS3:
                 self.process.wait()
 
     def __enter__(self) -> "LocalS3":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a server that started but failed later (say, a bad bucket name) must not outlive us
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -23,7 +23,7 @@ import pyloudnorm
 import soxr
 
 from data_prep.decode import BadInput, NotAudio, decode_mono, probe
-from data_prep.duplicates import drop_duplicates
+from data_prep.duplicates import audio_fingerprint, drop_duplicates
 from data_prep.repair import remove_dc, repair_non_finite
 from data_prep.walk import walk
 from wavenet.audio import write_wav
@@ -124,6 +124,8 @@ def prepare_file(source: Path, source_key: str, out: Path, s: PrepSettings, reco
     audio = trim_silent_ends(audio, s.sample_rate, s.silence_dbfs)
     if len(audio) < 0.5 * s.sample_rate:
         raise BadInput("silent after trimming the ends")
+    record["duration"] = round(len(audio) / s.sample_rate, 3)
+    record["audio_fingerprint"] = audio_fingerprint(audio, s.sample_rate)
     pieces = np.array_split(audio, int(np.ceil(len(audio) / (s.max_minutes * 60 * s.sample_rate))))
     stem, entries = output_stem(source_key), []
     for i, piece in enumerate(pieces):

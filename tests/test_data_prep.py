@@ -18,7 +18,7 @@ import soundfile as sf
 from data_prep.decode import BadInput
 from data_prep.repair import repair_non_finite
 from tests.conftest import ROOT
-from tests.odd_corpus import make_odd_corpus, unprivileged_prefix
+from tests.odd_corpus import ffmpeg, make_odd_corpus, unprivileged_prefix
 from tests.s3_server import BUCKET, tone, write_wav
 from wavenet.storage import S3Settings, make_client
 
@@ -226,3 +226,18 @@ def test_few_non_finite_samples_are_repaired_many_are_refused():
     run[100:110] = np.nan  # ten in a row: a hole, not a glitch
     with pytest.raises(BadInput, match=r"non-finite samples: 12 of 50,000 .*longest run 10"):
         repair_non_finite(run)
+
+
+def test_the_same_music_encoded_differently_is_kept_once_and_different_music_always(corpus, tmp_path):
+    src = tmp_path / "music"
+    shutil.copytree(corpus, src)
+    originals = sorted(p.name for p in src.glob("*.wav"))
+    ffmpeg("-i", str(src / originals[0]), "-b:a", "128k", str(src / "first again.mp3"))
+    ffmpeg("-i", str(src / originals[1]), "-ar", "44100", "-c:a", "libvorbis", str(src / "second again.ogg"))
+    prepare(src, tmp_path / "corpus")
+    report = json.loads((tmp_path / "corpus" / "report.json").read_text())
+    got = outcomes(report)
+    assert all(got[name]["outcome"] == "prepared" for name in originals), "different tracks are never duplicates"
+    for copy, original in (("first again.mp3", originals[0]), ("second again.ogg", originals[1])):
+        assert got[copy]["outcome"] == "skipped"
+        assert got[copy]["reason"].startswith(f"duplicate of {original} (the same music, encoded differently")
