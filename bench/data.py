@@ -4,7 +4,7 @@ cold vs warm start of training data from s3://.
     python bench/data.py [--tracks 1000] [--min-seconds 10] [--max-seconds 40] [--workers 1 2]
 
 The collection is made by ffmpeg, as collections come: WAV, MP3, FLAC, Ogg and AAC at 22-48 kHz, mono and
-stereo, each track a different chord with a little noise. Each worker count prepares it into a fresh folder (so
+stereo, each track a different chord and arpeggio with noise of its own. Each worker count prepares it into a fresh folder (so
 nothing is skipped), then the corpus goes up to SeaweedFS on loopback and we time what train.py does before its
 first step: mirror s3:// into the cache and build the mu-law shards, cold (empty cache) and warm. One table.
 """
@@ -35,13 +35,19 @@ FORMATS = [  # (suffix, sample rate, channels, codec arguments)
 
 
 def make_track(folder: Path, i: int, seconds: float) -> float:
+    """A pad chord under an arpeggio of its notes (a new note every half second), and noise of its own."""
     suffix, rate, channels, codec = FORMATS[i % len(FORMATS)]
     root = 110 * 2 ** (random.Random(i).random() * 2)  # a different chord for every track: no duplicates
-    chord = "+".join(f"0.15*sin(2*PI*{root * r:.3f}*t)" for r in (1, 1.26, 1.5, 1.89))
-    expr = f"{chord}+0.02*(random(0)-0.5)"
-    source = f"aevalsrc={expr}:s={rate}:d={seconds:.2f}"
+    ratios = (1, 1.26, 1.5, 1.89)
+    pad = "+".join(f"0.08*sin(2*PI*{root * r:.3f}*t)" for r in ratios)
+    step = "mod(floor(2*t),4)"
+    note = f"if(eq({step},0),{ratios[0]},if(eq({step},1),{ratios[1]},if(eq({step},2),{ratios[2]},{ratios[3]})))"
+    arpeggio = f"0.2*sin(2*PI*{2 * root:.3f}*{note}*t)*exp(-3*mod(t,0.5))"
+    music = f"aevalsrc='{pad}+{arpeggio}':s={rate}:d={seconds:.2f}"
+    noise = f"anoisesrc=c=pink:a=0.02:r={rate}:d={seconds:.2f}:seed={i}"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", source, "-ac", str(channels), *codec,
+        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", music, "-f", "lavfi", "-i", noise,
+         "-filter_complex", "amix=inputs=2:normalize=0", "-ac", str(channels), *codec,
          str(folder / f"track {i:04d}.{suffix}")],
         check=True,
     )  # fmt: skip

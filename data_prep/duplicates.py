@@ -1,9 +1,10 @@
 """The same audio under two names must not land in train and validation: keep one copy, say which were dropped.
 
 Exact duplicates have the same decoded samples (a copy, a lossless re-encode). Near-duplicates are the same music
-encoded differently (an MP3 of a WAV): their spectra move the same way over time. Their fingerprint is the log
-energy in 16 bands per 256 ms frame over the first minute, with each frame's and each band's mean removed, so
-that only how the sound changes is left; a steady tone has no such pattern and is never called a near-duplicate.
+encoded differently (an MP3 of a WAV): the same average spectrum (its profile over 64 bands, within 2 dB), and a
+spectrum that moves the same way over time (the pattern: log energy per band and 256 ms frame over the first
+30 s, with each frame's and each band's mean removed). A steady sound has no pattern and is never called a
+near-duplicate; two tracks must match in both to be one.
 """
 
 import base64
@@ -12,16 +13,18 @@ from pathlib import Path
 import numpy as np
 
 FRAME = 4096  # samples per fingerprint frame (256 ms at 16 kHz)
-BANDS = 16
-MAX_FRAMES = 240  # about the first minute
+BANDS = 64  # a semitone apart, about: a tune moved up a tone is another tune
+MAX_FRAMES = 120  # about the first 30 s
 MIN_FRAMES = 8  # shorter audio is too short to compare
 MIN_PATTERN = 0.05  # RMS of the pattern, in decades of energy: below it the sound barely changes
-SIMILAR = 0.9  # correlation of two patterns above which they are the same music
+SIMILAR = 0.95  # correlation of two patterns above which they are the same music
+PROFILE_DB = 2.0  # ... and their average spectra differ by less than this in every band
+EDGE_FRAMES = 2  # frames left out at each end, where resampling and trimming leave their marks
 DURATION_TOLERANCE = 0.02  # near-duplicates last the same, within 2 %
 
 
 def audio_fingerprint(audio: np.ndarray, rate: int) -> str | None:
-    """How the spectrum moves over the first minute, as base64 of int8 (frames x bands); None if it barely moves."""
+    """How the spectrum moves over the first 30 s, as base64 of int8 (frames x bands); None if it barely moves."""
     count = min(len(audio) // FRAME, MAX_FRAMES)
     if count < MIN_FRAMES:
         return None

@@ -50,6 +50,7 @@ AUDIO_SUFFIXES = {
     ".wma",
     ".webm",
 }
+SHOWN_AT_MOST = 100  # lines of skipped, ignored and warnings on the terminal; report.json has them all
 LEDGER = ".prepare-ledger.jsonl"  # every source's last judgement, appended as files finish
 
 
@@ -60,6 +61,7 @@ class PrepSettings:
     max_minutes: float = 30.0  # longer tracks are split into equal pieces no longer than this
     silence_dbfs: float = -60.0  # trimming at the ends stops at the first 20 ms frame louder than this
     val_fraction: float = 0.1
+    min_seconds: float = 0.5  # shorter audio is skipped (raise it to leave out sound effects and jingles)
 
 
 def fingerprint(path: Path) -> list[int]:
@@ -113,8 +115,8 @@ def prepare_file(source: Path, source_key: str, out: Path, s: PrepSettings, reco
         record["warnings"].append(f"repaired {repaired} non-finite (NaN or infinite) samples from their neighbours")
     if info.sample_rate != s.sample_rate:
         audio = soxr.resample(audio, info.sample_rate, s.sample_rate, quality="VHQ")
-    if len(audio) < 0.5 * s.sample_rate:
-        raise BadInput(f"too short ({len(audio) / s.sample_rate:.2f} s of audio; at least 0.5 s)")
+    if len(audio) < s.min_seconds * s.sample_rate:
+        raise BadInput(f"too short ({len(audio) / s.sample_rate:.2f} s of audio; at least {s.min_seconds:g} s)")
     audio = remove_dc(audio, s.sample_rate)
     loudness = pyloudnorm.Meter(s.sample_rate).integrated_loudness(audio.astype(np.float64))
     if not np.isfinite(loudness) or loudness < -70:
@@ -122,8 +124,8 @@ def prepare_file(source: Path, source_key: str, out: Path, s: PrepSettings, reco
     audio = audio * 10 ** ((s.loudness_lufs - loudness) / 20)
     audio = audio * min(1.0, 0.99 / max(float(np.abs(audio).max()), 1e-9))  # never clip
     audio = trim_silent_ends(audio, s.sample_rate, s.silence_dbfs)
-    if len(audio) < 0.5 * s.sample_rate:
-        raise BadInput("silent after trimming the ends")
+    if len(audio) < s.min_seconds * s.sample_rate:
+        raise BadInput(f"too short after trimming its silent ends ({len(audio) / s.sample_rate:.2f} s)")
     record["duration"] = round(len(audio) / s.sample_rate, 3)
     record["audio_fingerprint"] = audio_fingerprint(audio, s.sample_rate)
     pieces = np.array_split(audio, int(np.ceil(len(audio) / (s.max_minutes * 60 * s.sample_rate))))
@@ -264,15 +266,16 @@ def print_report(report: dict, out: Path) -> None:
         f"{len(report['skipped'])} skipped, {len(report['ignored'])} ignored. Corpus: {report['tracks']} tracks, {report['hours']:.2f} hours "
         f"({report['validation_tracks']} for validation) in {out}"
     )
-    for item in report["skipped"]:
-        print(f"  skipped {item['source']}: {item['reason']}")
     folders = [item for item in report["ignored"] if item["reason"].startswith("a folder")]
-    for item in report["ignored"]:
-        if item not in folders:
-            print(f"  ignored {item['source']}: {item['reason']}")
-    for entry in report["entries"]:
-        for warning in entry.get("warnings", []):
-            print(f"  warning {entry['source']}: {warning}")
+    listed = [
+        *(f"skipped {item['source']}: {item['reason']}" for item in report["skipped"]),
+        *(f"ignored {item['source']}: {item['reason']}" for item in report["ignored"] if item not in folders),
+        *(f"warning {e['source']}: {w}" for e in report["entries"] for w in e.get("warnings", [])),
+    ]
+    for line in listed[:SHOWN_AT_MOST]:
+        print(f"  {line}")
+    if len(listed) > SHOWN_AT_MOST:
+        print(f"  ... and {len(listed) - SHOWN_AT_MOST} more lines like these")
     print(
         f"  ({len(folders)} folder{'s' * (len(folders) != 1)} walked; every entry with its outcome: {out / 'report.json'})"
     )
@@ -288,6 +291,7 @@ def main() -> None:
     parser.add_argument("--loudness", type=float, default=-18.0, help="target integrated loudness, LUFS (default -18)")
     parser.add_argument("--max-minutes", type=float, default=30.0, help="split tracks longer than this (default 30)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--min-seconds", type=float, default=0.5, help="skip shorter audio (default 0.5)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
         "--cache-dir", type=Path, default=Path(".cache/lofi-wavenet"), help="where s3:// input is fetched"
@@ -296,7 +300,9 @@ def main() -> None:
     parser.add_argument("--path-style", action="store_true", help="path-style S3 addressing (self-hosted servers)")
     args = parser.parse_args()
 
-    settings = PrepSettings(args.sample_rate, args.loudness, args.max_minutes, val_fraction=args.val_fraction)
+    settings = PrepSettings(
+        args.sample_rate, args.loudness, args.max_minutes, val_fraction=args.val_fraction, min_seconds=args.min_seconds
+    )
     source_dir, label, exclude = Path(args.input), "", ()
     try:
         if is_s3(args.input):
