@@ -25,6 +25,7 @@ SMALL_STREAM = [
     "device=cpu",
     "encoder.preset=ultrafast",
     "supervisor.status_interval_s=5",
+    "gate.enabled=false",  # a 4-step model makes hiss, which the gate keeps off the air (tested on its own below)
 ]
 
 
@@ -288,6 +289,23 @@ def test_direct_mode_streams_live_audio_behind_a_jitter_buffer(trained_run, tmp_
     assert final["real_time_factor"] > 0, "the live renderer reports its own speed"
     assert "| live |" in output, "live audio reached the stream"
     assert silences(workdir / "preview.flv", 0.25) == []
+
+
+def test_a_model_that_makes_hiss_never_goes_on_air(trained_run, tmp_path):
+    workdir = tmp_path / "stream"
+    proc = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=file", "gate.enabled=true")
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "the quality gate has dropped all" in line:
+            break
+    output = "".join(seen) + stop(proc)
+    assert proc.returncode == 0, output
+    assert "hiss (spectral flatness" in output
+    assert not list((workdir / "backlog").glob("track_*.wav")), "nothing to air"
+    dropped = [json.loads(p.read_text()) for p in (workdir / "backlog").glob("track_*.dropped.json")]
+    assert len(dropped) == 4 and all(d["flatness"] > 0.5 for d in dropped)
+    assert not (workdir / "preview.flv").exists()
 
 
 def test_the_rate_limit_counts_every_sample_an_engine_reports(small_model, tmp_path):

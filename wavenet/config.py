@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from wavenet.model import WaveNetConfig
 from wavenet.storage import S3Settings
 from wavenet.stream.encoder import EncoderSettings
+from wavenet.stream.gate import GateSettings
 from wavenet.stream.sink import SinkConfig
 from wavenet.stream.supervisor import SupervisorSettings
 
@@ -118,6 +119,7 @@ class StreamConfig:
     s3: S3Settings = field(default_factory=S3Settings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
+    gate: GateSettings = field(default_factory=GateSettings)  # which rendered tracks may air
 
 
 MODEL_PRESETS = Path(__file__).resolve().parents[1] / "conf" / "model"

@@ -15,6 +15,7 @@ from wavenet.generation import check_backend
 from wavenet.storage import S3Settings, local_copy
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.encoder import EncoderSettings, ffmpeg_args
+from wavenet.stream.gate import GateSettings
 from wavenet.stream.picture import draw_default_background, write_now_playing
 from wavenet.stream.playout import Playout
 from wavenet.stream.render import LiveRenderer, TrackRenderer
@@ -52,6 +53,7 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
         stop,
         cfg.render_rate_limit,
         cfg.generation.backend,
+        GateSettings(**OmegaConf.to_container(cfg.gate)),
     )
     renderer.start()
     try:
@@ -79,9 +81,16 @@ def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -
         meter = live_renderer.meter
     if not backlog.indices():
         log.info(f"rendering the first {cfg.batch_size} tracks of {cfg.track_seconds} s before going live")
+    warned = 0
     while not backlog.indices() and not stop.is_set():
         if renderer.error:
             raise renderer.error
+        if renderer.dropped > warned:
+            warned = renderer.dropped
+            log.warning(
+                f"the quality gate has dropped all {renderer.dropped} tracks rendered so far (silence, clipping or "
+                "hiss): is the checkpoint trained enough? Still rendering; gate.enabled=false airs them anyway."
+            )
         stop.wait(0.5)  # waiting for the first track file; the renderer has no event for it
     if stop.is_set():
         return {"state": "stopped before going live", "backlog_tracks": len(backlog.indices())}

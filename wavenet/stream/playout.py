@@ -49,6 +49,9 @@ class Playout:
         if live is not None:
             return live, Segment(0, -1, False)
         available = self.backlog.indices()
+        dropped = set(self.backlog.dropped())
+        while self.next_track in dropped:  # kept off the air by the quality gate
+            self.next_track, self.resume_offset = self.next_track + 1, 0
         if self.next_track in available:
             track, offset = self.next_track, self.resume_offset
             self.next_track, self.resume_offset = track + 1, 0

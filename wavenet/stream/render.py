@@ -18,6 +18,7 @@ from wavenet.generation import generate, make_engine
 from wavenet.model import WaveNet
 from wavenet.progress import Progress
 from wavenet.stream.backlog import Backlog
+from wavenet.stream.gate import GateSettings, judge
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class TrackRenderer(threading.Thread):
         stop: threading.Event,
         rate_limit: float | None = None,
         backend: str = "auto",
+        gate: GateSettings | None = None,
     ):
         super().__init__(name="track-renderer", daemon=True)
         self.model, self.backlog, self.batch, self.backend = model, backlog, batch, backend
@@ -79,6 +81,8 @@ class TrackRenderer(threading.Thread):
         self.playing_track = backlog.load_position()["track"]
         self.error: BaseException | None = None
         self.startup: Progress | None = None  # the first batch, while the stream waits to go live
+        self.gate = gate or GateSettings()
+        self.rendered = self.dropped = 0  # tracks, since this start
 
     def run(self) -> None:
         try:
@@ -117,14 +121,25 @@ class TrackRenderer(threading.Thread):
             progress=self.after_step,
             first_stream=first,
         )
-        self.meter.add(self.track_samples * self.batch, time.perf_counter() - start)
         if self.startup is not None:
             self.startup.close()
             self.startup = None
         audio = mu_law_decode(codes).cpu().numpy()
-        for i, track in enumerate(audio):
-            self.backlog.add(first + i, fade_edges(track, self.backlog.sample_rate))
-        log.info(f"rendered tracks {first}-{first + self.batch - 1} at {self.meter.real_time_factor:.2f}x real time")
+        dropped = []
+        for i, (track, scores) in enumerate(zip(audio, judge(audio, self.model, self.gate), strict=True)):
+            if scores["reason"]:
+                self.backlog.drop(first + i, scores)
+                dropped.append(f"{first + i} {scores['reason']}")
+            else:
+                self.backlog.add(first + i, fade_edges(track, self.backlog.sample_rate))
+        self.rendered += len(audio)
+        self.dropped += len(dropped)
+        # The real-time factor counts the audio that may air, and the gate's time with the rendering.
+        self.meter.add(self.track_samples * (len(audio) - len(dropped)), time.perf_counter() - start)
+        log.info(
+            f"rendered tracks {first}-{first + self.batch - 1} at {self.meter.real_time_factor:.2f}x real time; "
+            f"the quality gate dropped {len(dropped)}" + (f": {'; '.join(dropped)}" if dropped else "")
+        )
 
 
 class LiveRenderer(threading.Thread):

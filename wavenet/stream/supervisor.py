@@ -72,6 +72,8 @@ class Supervisor:
             "fallback_seconds": round(self.playout.fallback_seconds, 1),
             "fallback_now": bool(seg and seg.fallback),
             "track": seg.track if seg else None,
+            "tracks_rendered": self.renderer.rendered,
+            "tracks_dropped": self.renderer.dropped,  # by the quality gate (silence, clipping, hiss, least likely)
         }
 
     def report(self, line: bool) -> None:
@@ -88,7 +90,8 @@ class Supervisor:
         if line:
             log.info(
                 f"{status['state']} {uptime} | {track} | backlog {status['backlog_minutes']:.1f} min | render "
-                f"{status['real_time_factor']:.2f}x real time | reconnects {status['reconnects']} | fallback {status['fallback_seconds']:.0f} s"
+                f"{status['real_time_factor']:.2f}x real time | reconnects {status['reconnects']} | fallback {status['fallback_seconds']:.0f} s | "
+                f"dropped {status['tracks_dropped']} of {status['tracks_rendered']} tracks"
             )
 
     # -- running ffmpeg ---------------------------------------------------------------------------------------
