@@ -3,9 +3,11 @@
     python -m data_prep.game_music [--out data/game_music] [--packages asc-music ...] [--workers N]
 
 Each package is fetched with `apt-get download` (no root needed, nothing installed), unpacked with `dpkg-deb -x`
-into .cache/game_music/, and its licence (Debian's copyright file) is copied to OUT/LICENSES/. The unpacked
-trees go through data_prep.prepare as they are: it finds the music by content and reports everything else
-(images, code, MIDI) as ignored. Clips shorter than --min-seconds (sound effects, jingles) are left out. Only the
+into .cache/game_music/, and its licence (Debian's copyright file) is copied to OUT/LICENSES/. Game archives
+(.pk3, zip) are opened, and songs shipped as stems (Fret's on Fire: backing, guitar, rhythm) are mixed into one
+track, so that a song is one track on one side of the train/validation split. The unpacked trees then go
+through data_prep.prepare as they are: it finds the music by content and reports everything else (images,
+text, MIDI) as ignored. Clips shorter than --min-seconds (sound effects, jingles) are left out. Only the
 packages below are for development; other music packages are kept for an independent check of the recipe.
 """
 
@@ -14,10 +16,13 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from data_prep.prepare import PrepSettings, prepare_folder, print_report
 
+STEMS = ("song.ogg", "guitar.ogg", "rhythm.ogg")  # a Fret's on Fire song; "song.ogg" is the backing track
+FULL_MIX = "full mix.ogg"
 PACKAGES = (
     "asc-music",
     "drascula-music",
@@ -45,9 +50,30 @@ def fetch_and_unpack(package: str, work: Path) -> Path:
         [deb] = sorted(debs.glob(f"{package}_*.deb"))[-1:]
         partial = unpacked.with_name(f".{package}.partial")
         shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
         subprocess.run(["dpkg-deb", "-x", str(deb), str(partial)], check=True)
+        for archive in partial.rglob("*.pk3"):
+            zipfile.ZipFile(archive).extractall(archive.with_name(f"{archive.name}.d"))
+        for backing in partial.rglob(STEMS[0]):
+            mix_stems(backing.parent)
         os.replace(partial, unpacked)  # a half-unpacked package never counts as unpacked
     return unpacked
+
+
+def mix_stems(folder: Path) -> None:
+    """The stems of one song in `folder`, mixed into FULL_MIX (as loud as they play together in the game)."""
+    stems = [folder / name for name in STEMS if (folder / name).is_file()]
+    if len(stems) < 2:
+        return
+    inputs = [arg for stem in stems for arg in ("-i", str(stem))]
+    mix = f"amix=inputs={len(stems)}:normalize=0:duration=longest"
+    command = ["ffmpeg", "-v", "error", "-nostdin", "-y", *inputs, "-filter_complex", mix, "-q:a", "6"]
+    subprocess.run([*command, str(folder / FULL_MIX)], check=True)
+
+
+def stems_mixed(tree: Path) -> list[Path]:
+    """The stem files that a full mix replaces: left out of the corpus."""
+    return [folder / name for mix in tree.rglob(FULL_MIX) for folder in [mix.parent] for name in STEMS]
 
 
 def main() -> None:
@@ -72,8 +98,9 @@ def main() -> None:
     settings = PrepSettings(val_fraction=0.1, min_seconds=args.min_seconds)
     source = args.work / "unpacked"
     keep = [source / p for p in args.packages]
-    others = tuple(p for p in source.iterdir() if p not in keep)  # packages unpacked earlier but not asked for now
-    report = prepare_folder(source, args.out, settings, args.workers, exclude=others)
+    exclude = {p: None for p in source.iterdir() if p not in keep}  # unpacked earlier, not asked for now
+    exclude |= {stem: f"a stem of {FULL_MIX}, which holds the whole song" for t in keep for stem in stems_mixed(t)}
+    report = prepare_folder(source, args.out, settings, args.workers, exclude=exclude)
     print_report(report, args.out)
     print(f"Licences: {licences}. Train on it: python train.py data=folder data.source={args.out}")
 

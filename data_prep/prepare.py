@@ -178,19 +178,20 @@ def prepare_folder(
     s: PrepSettings,
     workers: int,
     source_label: str = "",
-    exclude: tuple[Path, ...] = (),
+    exclude: dict[Path, str | None] | None = None,
 ) -> dict:
     """Prepare every file under source_dir into out; returns the report (also written to report.json).
 
     Every entry under source_dir is in the report: prepared, skipped (audio we cannot use) or ignored (not audio),
-    each with its reason. Files are judged by what ffprobe finds inside, whatever their names.
+    each with its reason. Files are judged by what ffprobe finds inside, whatever their names. `exclude`: paths
+    set aside, with the reason the report gives (None: our own files, left out unlisted).
     """
     out.mkdir(parents=True, exist_ok=True)
     previous = load_ledger(out)
     records: dict[str, dict] = {}
     paths: dict[str, Path] = {}
     todo = []
-    for entry in walk(source_dir, exclude={out, *exclude}):
+    for entry in walk(source_dir, exclude={out: None, **(exclude or {})}):
         key = f"{source_label}/{entry.relative}" if source_label else entry.relative
         paths[key] = entry.path
         if entry.outcome:
@@ -303,12 +304,12 @@ def main() -> None:
     settings = PrepSettings(
         args.sample_rate, args.loudness, args.max_minutes, val_fraction=args.val_fraction, min_seconds=args.min_seconds
     )
-    source_dir, label, exclude = Path(args.input), "", ()
+    source_dir, label, exclude = Path(args.input), "", {}
     try:
         if is_s3(args.input):
             s3 = S3Settings(args.endpoint_url, args.path_style)
             source_dir, _ = download_prefix(args.input, args.cache_dir, s3)
-            label, exclude = args.input.rstrip("/"), (source_dir / VERIFIED_LEDGER,)
+            label, exclude = args.input.rstrip("/"), {source_dir / VERIFIED_LEDGER: None}
         elif not source_dir.is_dir():
             raise UserError(f"{source_dir} is not a folder (give a folder of audio files or an s3:// prefix)")
     except UserError as err:

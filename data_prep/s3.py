@@ -10,10 +10,24 @@ Uploads skip unchanged objects by sha256 and go on where an interrupted upload s
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from wavenet.errors import UserError
-from wavenet.storage import S3Settings, download_prefix, upload_folder
+from wavenet.progress import Progress
+from wavenet.storage import S3Settings, download_prefix, files_to_upload, upload_folder
+
+
+def progress_for(bar: Progress) -> Callable[[str], None]:
+    """On a terminal a bar over the files; in a log one line per file and per part (what a resume reads back)."""
+
+    def report(line: str) -> None:
+        if not bar.on_terminal:
+            print(f"  {line}", flush=True)
+        elif line.endswith((" uploaded", " unchanged")):
+            bar.update(1)
+
+    return report
 
 
 def main() -> None:
@@ -37,13 +51,10 @@ def main() -> None:
                 raise UserError(f"{args.folder} is not a folder.")
             if args.part_mib < 5:
                 raise UserError(f"--part-mib {args.part_mib} is below S3's smallest part (5 MiB).")
-            report = upload_folder(
-                args.folder,
-                args.uri,
-                settings,
-                progress=lambda line: print(f"  {line}", flush=True),
-                part_size=int(args.part_mib * 2**20),
-            )
+            with Progress(len(files_to_upload(args.folder)), "upload", unit="files") as bar:
+                report = upload_folder(
+                    args.folder, args.uri, settings, progress_for(bar), part_size=int(args.part_mib * 2**20)
+                )
             print(f"{args.uri}: {len(report.transferred)} uploaded, {len(report.unchanged)} unchanged")
         else:
             folder, report = download_prefix(args.uri, args.cache_dir, settings)

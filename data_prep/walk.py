@@ -22,15 +22,16 @@ class Entry:
     reason: str = ""
 
 
-def walk(root: Path, exclude: set[Path] = frozenset()) -> list[Entry]:
-    """Every entry under root, in sorted order; the paths in `exclude` (our own output, say) are left out."""
+def walk(root: Path, exclude: dict[Path, str | None] | None = None) -> list[Entry]:
+    """Every entry under root, in sorted order. `exclude` maps paths to set aside to the reason the report gives
+    (ignored), or to None for our own files (the output folder inside the source), which are left out unlisted."""
     root = Path(root)
     walked = {_identity(root.stat())}
-    excluded = {_identity(os.stat(p)) for p in exclude if os.path.exists(p)}
+    excluded = {_identity(os.stat(p)): why for p, why in (exclude or {}).items() if os.path.exists(p)}
     return sorted(_walk(root, root, walked, excluded), key=lambda e: e.relative)
 
 
-def _walk(root: Path, folder: Path, walked: set, excluded: set) -> Iterator[Entry]:
+def _walk(root: Path, folder: Path, walked: set, excluded: dict) -> Iterator[Entry]:
     try:
         children = sorted(os.scandir(folder), key=lambda d: d.name)
     except OSError as err:
@@ -52,6 +53,8 @@ def _walk(root: Path, folder: Path, walked: set, excluded: set) -> Iterator[Entr
             yield entry
             continue
         if _identity(st) in excluded:
+            if excluded[_identity(st)]:
+                yield Entry(path, entry.relative, "ignored", excluded[_identity(st)])
             continue
         if stat.S_ISDIR(st.st_mode):
             if _identity(st) in walked:

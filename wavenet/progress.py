@@ -43,6 +43,11 @@ class Progress:
         self.start_n, self.start = initial, time.monotonic()
         self.last_line = self.start
 
+    @property
+    def on_terminal(self) -> bool:
+        """True when a bar is shown (a terminal), False when plain lines are printed."""
+        return self.bar is not None
+
     def update(self, n: float = 1) -> None:
         self.n += n
         if self.bar is not None:

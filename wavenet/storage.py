@@ -135,7 +135,7 @@ def upload_folder(
     """
     bucket, prefix = parse_s3_uri(uri)
     client = make_client(settings)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = files_to_upload(folder)
     manifest = [p for p in files if p.name == MANIFEST]
     files = [p for p in files if p.name != MANIFEST]
     report = TransferReport()
@@ -163,6 +163,11 @@ def upload_folder(
         for path in manifest:  # the manifest last
             upload(path)
     return report
+
+
+def files_to_upload(folder: Path) -> list[Path]:
+    """Every file under `folder` but hidden ones (our ledgers and temporary files)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def _upload_in_parts(

@@ -1,0 +1,279 @@
+"""Music quality at equal compute: the project's training recipe beside a plain WaveNet, on real music.
+
+    python bench/quality.py --corpus data/game_music                        # CPU: tiny, 10 minutes each
+    python bench/quality.py --corpus data/game_music --scale gpu            # one GPU: base, 7 minutes each
+    python bench/quality.py --corpus ... --variants baseline recipe "recipe:optim.lr=1e-3"   # ablations
+
+Variants:
+- `baseline`: the textbook WaveNet, written here in a few lines: one-hot input, the same layer sizes, Adam at a
+  constant 1e-3, nothing else.
+- `recipe`: wavenet.training.Trainer with the experiment config of the scale (`+exp=demo` on CPU, `+exp=lofi_base`
+  on a GPU), its schedule stretched to the budget; `recipe:A=1,B=2` adds Hydra overrides (an ablation).
+
+Every variant trains in turns of --slice seconds, one after another in this process, so that a slow minute of the
+machine slows all of them alike; each keeps its own clock of training time, and scoring is not counted in it.
+Every --eval-every seconds of its training time a variant is scored by one evaluator on the same validation
+windows: bits per sample, beside the order-0 (unigram) entropy of those windows. Prints the curves and a table;
+--out gets a JSON of every figure and, per variant, a clip of its music with its spectrogram, to listen to.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from wavenet.audio import mu_law_decode, write_spectrogram_png, write_wav
+from wavenet.config import register_configs
+from wavenet.data import build_shards, list_tracks, train_batch, unigram_bits, validation_windows
+from wavenet.generation import generate
+from wavenet.model import WaveNet, WaveNetConfig
+from wavenet.training import Trainer, autocast, nll_bits
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SCALES = {  # experiment, default minutes per variant, device
+    "cpu": ("demo", 10.0, "cpu"),
+    "gpu": ("lofi_base", 7.0, "cuda"),
+}
+
+
+class PlainWaveNet(nn.Module):
+    """The textbook WaveNet: one-hot codes, dilated causal convs with gated units, residual and skip paths."""
+
+    def __init__(self, cfg: WaveNetConfig):
+        super().__init__()
+        r, g, s = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels
+        self.dilations = cfg.dilations
+        self.inp = nn.Conv1d(cfg.classes, r, 1)
+        self.dilated = nn.ModuleList(nn.Conv1d(r, 2 * g, 2, dilation=d) for d in self.dilations)
+        self.res = nn.ModuleList(nn.Conv1d(g, r, 1) for _ in self.dilations)
+        self.skip = nn.ModuleList(nn.Conv1d(g, s, 1) for _ in self.dilations)
+        self.out1, self.out2 = nn.Conv1d(s, s, 1), nn.Conv1d(s, cfg.classes, 1)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        x = self.inp(F.one_hot(codes, 256).float().transpose(1, 2))
+        skips = 0
+        for d, dil, res, skip in zip(self.dilations, self.dilated, self.res, self.skip, strict=True):
+            filt, gate = dil(F.pad(x, (d, 0))).chunk(2, dim=1)
+            z = torch.tanh(filt) * torch.sigmoid(gate)
+            x, skips = x + res(z), skips + skip(z)
+        return self.out2(F.relu(self.out1(F.relu(skips))))
+
+
+@dataclass
+class Variant:
+    name: str
+    model: nn.Module
+    step: callable  # one optimisation step
+    samples_per_step: int  # predicted samples per step (batch x target length)
+    steps: int = 0
+    train_s: float = 0.0
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (training minutes, val bits per sample)
+
+
+def compose_config(experiment: str, corpus: Path, cache: Path, overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                f"+exp={experiment}",
+                f"data.source={corpus}",
+                f"data.cache_dir={cache}",
+                "logger=none",
+                "train.progress=false",
+                *overrides,
+            ],
+        )
+
+
+def make_recipe(name: str, cfg, run_dir: Path) -> Variant:
+    trainer = Trainer(cfg, run_dir, name)
+    trainer.model.train()
+
+    def step() -> None:
+        trainer.train_step()
+        trainer.step += 1
+
+    return Variant(name, trainer.model, step, cfg.data.batch_size * cfg.data.target_length)
+
+
+def make_baseline(cfg, shards, device: torch.device) -> Variant:
+    torch.manual_seed(cfg.train.seed)
+    model_cfg = WaveNetConfig(**cfg.model)
+    model = PlainWaveNet(model_cfg).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    window, rf = model_cfg.receptive_field + cfg.data.target_length, model_cfg.receptive_field
+    variant = Variant("baseline", model, lambda: None, cfg.data.batch_size * cfg.data.target_length)
+
+    def step() -> None:
+        batch = train_batch(
+            shards["train"], cfg.train.seed, 0, variant.steps, cfg.data.batch_size, window
+        )  # the recipe's batches
+        batch = batch.to(device)
+        with autocast(device):
+            loss = nll_bits(model, batch, rf)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    variant.step = step
+    return variant
+
+
+def train_for(variant: Variant, seconds: float, device: torch.device) -> None:
+    """Train until `seconds` more of training time have passed (whole steps)."""
+    end = variant.train_s + seconds
+    while variant.train_s < end:
+        start = time.perf_counter()
+        variant.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        variant.train_s += time.perf_counter() - start
+        variant.steps += 1
+
+
+@torch.no_grad()
+def score(model: nn.Module, windows: torch.Tensor, rf: int, device: torch.device) -> float:
+    """Mean bits per sample over the validation windows (the same for every variant)."""
+    model.eval()
+    total = sum(nll_bits(model, chunk.to(device), rf).item() * len(chunk) for chunk in windows.split(8))
+    model.train()
+    return total / len(windows)
+
+
+def listen(variant: Variant, model_cfg: WaveNetConfig, out: Path, seconds: float) -> None:
+    """A clip of the variant's music and its spectrogram: the project's model through its generation engine, the
+    baseline by plain sampling over a full window per sample (slow, but it needs no engine)."""
+    model = variant.model.eval()
+    if isinstance(model, WaveNet):
+        codes = generate(model, int(seconds * model_cfg.sample_rate), seed=0)[0]
+    else:
+        codes = naive_generate(model, model_cfg, int(seconds * model_cfg.sample_rate))
+    audio = mu_law_decode(codes).cpu()
+    write_wav(out / f"{variant.name}.wav", audio, model_cfg.sample_rate)
+    write_spectrogram_png(out / f"{variant.name}.png", audio, model_cfg.sample_rate)
+
+
+@torch.no_grad()
+def naive_generate(model: nn.Module, cfg: WaveNetConfig, count: int) -> torch.Tensor:
+    device = next(model.parameters()).device
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    codes = torch.full((1, cfg.receptive_field), 128, dtype=torch.long, device=device)
+    for _ in range(count):
+        logits = model(codes[:, -cfg.receptive_field :])[:, :, -1].float().cpu()
+        nxt = torch.multinomial(F.softmax(logits, dim=1), 1, generator=generator).to(device)
+        codes = torch.cat([codes, nxt], dim=1)
+    return codes[0, cfg.receptive_field :]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True, help="a prepared corpus folder (manifest.jsonl)")
+    parser.add_argument("--scale", choices=SCALES, default="cpu")
+    parser.add_argument("--minutes", type=float, default=None, help="training minutes per variant")
+    parser.add_argument("--variants", nargs="+", default=["baseline", "recipe"])
+    parser.add_argument("--slice", type=float, default=20.0, help="seconds per turn")
+    parser.add_argument("--eval-every", type=float, default=60.0, help="seconds of training time between scores")
+    parser.add_argument("--val-windows", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--listen-seconds", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, default=None, help="folder for results.json and the clips")
+    args = parser.parse_args()
+
+    experiment, default_minutes, device_kind = SCALES[args.scale]
+    budget_s = 60 * (args.minutes or default_minutes)
+    torch.set_num_threads(args.threads)
+    device = torch.device(device_kind)
+    work = Path(tempfile.mkdtemp(prefix="lofi-quality-"))
+    base_cfg = compose_config(experiment, args.corpus.resolve(), work / "cache", [f"train.device={device_kind}"])
+    model_cfg = WaveNetConfig(**base_cfg.model)
+    rf = model_cfg.receptive_field
+    shards = build_shards(list_tracks(args.corpus), model_cfg.sample_rate, work / "cache", log=lambda *_: None)
+    windows = validation_windows(shards["val"], args.val_windows, rf + base_cfg.data.target_length)
+    floor = unigram_bits(shards["train"], windows[:, rf:])
+
+    variants = []
+    for spec in args.variants:
+        if spec == "baseline":
+            variants.append(make_baseline(base_cfg, shards, device))
+            continue
+        name, _, extra = spec.partition(":")
+        if name != "recipe":
+            raise SystemExit(f"error: unknown variant {spec!r}: use baseline, recipe or recipe:KEY=VALUE,...")
+        overrides = [o for o in extra.split(",") if o]
+        probe_cfg = compose_config(
+            experiment, args.corpus.resolve(), work / "cache", [*overrides, "train.max_steps=10"]
+        )
+        probe = make_recipe(spec, probe_cfg, work / f"probe-{len(variants)}")
+        probe.step()  # the first step pays for warm-up
+        train_for(probe, 5.0, device)
+        steps = max(10, round(budget_s * probe.steps / probe.train_s))  # the schedule ends with the budget
+        cfg = compose_config(
+            experiment, args.corpus.resolve(), work / "cache", [*overrides, f"train.max_steps={steps}"]
+        )
+        variants.append(make_recipe(spec, cfg, work / f"run-{len(variants)}"))
+        print(f"{spec}: schedule over {steps} steps (measured {probe.steps / probe.train_s:.2f} steps/s)", flush=True)
+
+    print(f"order-0 baseline of the validation windows: {floor:.3f} bits/sample; {len(windows)} windows", flush=True)
+    for v in variants:
+        v.curve.append((0.0, score(v.model, windows, rf, device)))
+    next_eval = {v.name: args.eval_every for v in variants}
+    while any(v.train_s < budget_s for v in variants):
+        for v in variants:
+            if v.train_s >= budget_s:
+                continue
+            train_for(v, min(args.slice, budget_s - v.train_s), device)
+            if v.train_s >= next_eval[v.name] or v.train_s >= budget_s:
+                next_eval[v.name] += args.eval_every
+                v.curve.append((v.train_s / 60, score(v.model, windows, rf, device)))
+                print(
+                    f"{v.name:<40} {v.train_s / 60:6.2f} min {v.steps:6d} steps {v.curve[-1][1]:.3f} bits", flush=True
+                )
+
+    base = next((v for v in variants if v.name == "baseline"), None)
+    print(f"\n{'variant':<40} {'bits/sample':>11} {'vs baseline':>12} {'steps':>7} {'samples/s':>10}")
+    print("-" * 84)
+    rows = []
+    for v in variants:
+        final = v.curve[-1][1]
+        delta = f"{final - base.curve[-1][1]:+.3f}" if base else ""
+        samples_per_s = v.steps * v.samples_per_step / v.train_s
+        print(f"{v.name:<40} {final:>11.3f} {delta:>12} {v.steps:>7} {samples_per_s:>10,.0f}")
+        rows.append(
+            {"variant": v.name, "bits": final, "steps": v.steps, "samples_per_s": samples_per_s, "curve": v.curve}
+        )
+    print(f"{'order-0 (unigram)':<40} {floor:>11.3f}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for v in variants:
+            listen(v, model_cfg, args.out, args.listen_seconds)
+        result = {
+            "date": date.today().isoformat(),
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor()} CPU",
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "command": "python bench/quality.py " + " ".join(sys.argv[1:]),
+            "corpus": str(args.corpus),
+            "minutes_per_variant": budget_s / 60,
+            "unigram_bits": floor,
+            "variants": rows,
+        }
+        (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(f"clips, spectrograms and results.json in {args.out}")
+    assert all(math.isfinite(r["bits"]) for r in rows)
+
+
+if __name__ == "__main__":
+    main()
