@@ -17,7 +17,7 @@ def test_one_soundtrack_is_fetched_prepared_and_its_licence_kept(tmp_path):
     assert "GPL" in (out / "LICENSES" / "fb-music-high.copyright").read_text()
     report = json.loads((out / "report.json").read_text())
     outcomes = {e["source"]: e["outcome"] for e in report["entries"]}
-    assert all(source.startswith("fb-music-high/") for source in outcomes)
+    assert all(source.split("/")[0] == "fb-music-high" for source in outcomes)
     assert outcomes["fb-music-high/usr/share/games/frozen-bubble/snd/frozen-mainzik-2p.xm"] == "prepared"  # a module
     assert outcomes["fb-music-high/usr/share/doc/fb-music-high/copyright"] == "ignored"
     assert report["hours"] > 0.05
