@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -139,7 +140,12 @@ def upload_folder(
     manifest = [p for p in files if p.name == MANIFEST]
     files = [p for p in files if p.name != MANIFEST]
     report = TransferReport()
-    say = progress or (lambda _: None)
+    lock = threading.Lock()
+
+    def say(line: str) -> None:  # files go up in parallel: one line at a time, never two run together
+        if progress:
+            with lock:
+                progress(line)
 
     def upload(path: Path) -> None:
         key = "/".join(filter(None, [prefix, path.relative_to(folder).as_posix()]))
