@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -162,8 +163,9 @@ def listen(variant: Variant, model_cfg: WaveNetConfig, out: Path, seconds: float
     else:
         codes = naive_generate(model, model_cfg, int(seconds * model_cfg.sample_rate))
     audio = mu_law_decode(codes).cpu()
-    write_wav(out / f"{variant.name}.wav", audio, model_cfg.sample_rate)
-    write_spectrogram_png(out / f"{variant.name}.png", audio, model_cfg.sample_rate)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", variant.name)  # recipe:optim.lr=1e-3 -> recipe_optim.lr_1e-3
+    write_wav(out / f"{stem}.wav", audio, model_cfg.sample_rate)
+    write_spectrogram_png(out / f"{stem}.png", audio, model_cfg.sample_rate)
 
 
 @torch.no_grad()
