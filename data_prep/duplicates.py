@@ -1,10 +1,10 @@
 """The same audio under two names must not land in train and validation: keep one copy, say which were dropped.
 
 Exact duplicates have the same decoded samples (a copy, a lossless re-encode). Near-duplicates are the same music
-encoded differently (an MP3 of a WAV): the same average spectrum (its profile over 64 bands, within 2 dB), and a
-spectrum that moves the same way over time (the pattern: log energy per band and 256 ms frame over the first
-30 s, with each frame's and each band's mean removed). A steady sound has no pattern and is never called a
-near-duplicate; two tracks must match in both to be one.
+encoded differently (an MP3 of a WAV): the same average spectrum (its profile over 64 bands, within 2 dB on
+average) and a spectrum that moves the same way over time (the pattern: log energy per band and 256 ms frame over
+the first 30 s, with each frame's and each band's mean removed, correlated above 0.95). A steady sound has no
+pattern and is never called a near-duplicate; two tracks must match in both to be one.
 """
 
 import base64
@@ -18,34 +18,38 @@ MAX_FRAMES = 120  # about the first 30 s
 MIN_FRAMES = 8  # shorter audio is too short to compare
 MIN_PATTERN = 0.05  # RMS of the pattern, in decades of energy: below it the sound barely changes
 SIMILAR = 0.95  # correlation of two patterns above which they are the same music
-PROFILE_DB = 2.0  # ... and their average spectra differ by less than this in every band
+PROFILE_DB = 2.0  # ... and their average spectra differ by less than this, on average over the bands
 EDGE_FRAMES = 2  # frames left out at each end, where resampling and trimming leave their marks
 DURATION_TOLERANCE = 0.02  # near-duplicates last the same, within 2 %
 
 
-def audio_fingerprint(audio: np.ndarray, rate: int) -> str | None:
-    """How the spectrum moves over the first 30 s, as base64 of int8 (frames x bands); None if it barely moves."""
-    count = min(len(audio) // FRAME, MAX_FRAMES)
-    if count < MIN_FRAMES:
+def audio_fingerprint(audio: np.ndarray, rate: int) -> dict | None:
+    """{"profile": dB per band, "pattern": base64 of int8 frames x bands}; None when too short or too steady."""
+    count = min(len(audio) // FRAME, MAX_FRAMES + 2 * EDGE_FRAMES)
+    if count < MIN_FRAMES + 2 * EDGE_FRAMES:
         return None
-    frames = audio[: count * FRAME].reshape(count, FRAME) * np.hanning(FRAME)
+    frames = audio[: count * FRAME].reshape(count, FRAME)[EDGE_FRAMES:-EDGE_FRAMES] * np.hanning(FRAME)
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     edges = (np.geomspace(100, min(7000, rate / 2), BANDS + 1) * FRAME / rate).astype(int)
-    bands = np.stack(
-        [power[:, a : max(b, a + 1)].sum(axis=1) for a, b in zip(edges[:-1], edges[1:], strict=True)], axis=1
-    )
-    pattern = np.log10(bands + 1e-10)
-    pattern -= pattern.mean(axis=1, keepdims=True)  # loudness of each frame
-    pattern -= pattern.mean(axis=0, keepdims=True)  # the timbre (the average spectrum)
+    bands = [power[:, a : max(b, a + 1)].sum(axis=1) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    pattern = np.log10(np.stack(bands, axis=1) + 1e-10)
+    pattern -= pattern.mean(axis=1, keepdims=True)  # the loudness of each frame
+    profile = pattern.mean(axis=0)  # the timbre: the average spectrum
+    pattern -= profile
     spread = float(np.sqrt(np.mean(pattern**2)))
     if spread < MIN_PATTERN:
         return None
-    return base64.b64encode(np.round(np.clip(pattern / (4 * spread), -1, 1) * 127).astype(np.int8).tobytes()).decode()
+    quantised = np.round(np.clip(pattern / (4 * spread), -1, 1) * 127).astype(np.int8)
+    return {"profile": [round(10 * float(v), 2) for v in profile], "pattern": base64.b64encode(quantised).decode()}
 
 
-def similarity(a: str, b: str) -> float:
-    """Correlation of two fingerprints over the frames they share (1: the same music)."""
-    x, y = (np.frombuffer(base64.b64decode(f), np.int8).reshape(-1, BANDS).astype(np.float64) for f in (a, b))
+def similarity(a: dict, b: dict) -> float:
+    """Correlation of two patterns over the frames they share (1: the same music); 0 when the profiles differ."""
+    if np.mean(np.abs(np.subtract(a["profile"], b["profile"]))) > PROFILE_DB:
+        return 0.0
+    x, y = (
+        np.frombuffer(base64.b64decode(f["pattern"]), np.int8).reshape(-1, BANDS).astype(np.float64) for f in (a, b)
+    )
     n = min(len(x), len(y))
     x, y = x[:n].ravel(), y[:n].ravel()
     return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-9))
@@ -79,7 +83,10 @@ def _same(keeper: dict, record: dict) -> tuple[str, str] | None:
     if keeper.get("audio_sha256") and keeper.get("audio_sha256") == record.get("audio_sha256"):
         return keeper["source"], "the same decoded audio"
     a, b = keeper.get("audio_fingerprint"), record.get("audio_fingerprint")
-    if not (a and b) or abs(keeper["duration"] - record["duration"]) > DURATION_TOLERANCE * keeper["duration"]:
+    if (
+        not (isinstance(a, dict) and isinstance(b, dict))
+        or abs(keeper["duration"] - record["duration"]) > DURATION_TOLERANCE * keeper["duration"]
+    ):
         return None
     score = similarity(a, b)
     return (
