@@ -72,8 +72,11 @@ def mix_stems(folder: Path) -> None:
 
 
 def stems_mixed(tree: Path) -> list[Path]:
-    """The stem files that a full mix replaces: left out of the corpus."""
-    return [folder / name for mix in tree.rglob(FULL_MIX) for folder in [mix.parent] for name in STEMS]
+    """The stem files that a full mix replaces: set aside (listed as ignored, with the reason)."""
+    stems = []
+    for mix in tree.rglob(FULL_MIX):
+        stems += [mix.parent / name for name in STEMS if (mix.parent / name).is_file()]
+    return stems
 
 
 def main() -> None:
