@@ -219,19 +219,19 @@ def prepare_folder(
             ledger.write(json.dumps(record) + "\n")  # a killed run keeps what it finished
             ledger.flush()
             progress.update(1)
-    duplicates = drop_duplicates(records, out)
+    drop_duplicates(records, out)
 
     ordered = [records[k] for k in sorted(records)]
     manifest = sorted((e for r in ordered for e in r.get("entries", [])), key=lambda e: e["id"])
     write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(e) + "\n" for e in manifest))
     kept = [{k: v for k, v in r.items() if k != "unchanged"} for r in ordered if "fingerprint" in r]
     write_text_atomic(out / LEDGER, "".join(json.dumps(r) + "\n" for r in kept))
-    report = build_report(ordered, manifest, duplicates, s)
+    report = build_report(ordered, manifest, s)
     write_text_atomic(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 
-def build_report(records: list[dict], manifest: list[dict], duplicates: list[dict], s: PrepSettings) -> dict:
+def build_report(records: list[dict], manifest: list[dict], s: PrepSettings) -> dict:
     def listed(outcome: str) -> list[dict]:
         return [{"source": r["source"], "reason": r["reason"]} for r in records if r["outcome"] == outcome]
 
@@ -252,7 +252,9 @@ def build_report(records: list[dict], manifest: list[dict], duplicates: list[dic
         "unchanged": sum(bool(r.get("unchanged")) for r in prepared),
         "skipped": listed("skipped"),
         "ignored": listed("ignored"),
-        "duplicates": [{"source": r["source"], "duplicate_of": r["duplicate_of"]} for r in duplicates],
+        "duplicates": [
+            {"source": r["source"], "duplicate_of": r["duplicate_of"]} for r in records if r.get("duplicate_of")
+        ],
         "with_warnings": sum(bool(r.get("warnings")) for r in prepared),
         "tracks": len(manifest),
         "hours": round(sum(e["duration"] for e in manifest) / 3600, 4),

@@ -184,7 +184,7 @@ def test_odd_corpus_every_entry_accounted_for_sources_untouched_second_run_idle(
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
     again = json.loads((out / "report.json").read_text())
     assert again["prepared_now"] == 0 and again["unchanged"] == len(prepared)
-    assert again["entries"] == report["entries"]
+    assert again["entries"] == report["entries"] and again["duplicates"] == report["duplicates"]
     assert (out / "manifest.jsonl").read_bytes() == manifest_bytes
     assert "0 prepared now" in second.stdout
     assert snapshot(src) == before
