@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
 from data_prep.demo_corpus import make_corpus
-from wavenet.audio import read_wav
+from wavenet.audio import mu_law_encode, read_wav
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.gate import GateSettings, judge
 from wavenet.stream.playout import Playout
@@ -34,8 +35,12 @@ def batch(music: np.ndarray) -> np.ndarray:
     return np.stack(tracks).clip(-1, 1).astype(np.float32)
 
 
+def judged(audio: np.ndarray, model, settings: GateSettings) -> list[dict]:
+    return judge(audio, mu_law_encode(torch.from_numpy(audio)), model, settings)
+
+
 def test_silence_clipping_and_hiss_are_dropped_and_music_airs(small_model, music):
-    verdicts = judge(batch(music), small_model, GateSettings(drop_worst_fraction=0))
+    verdicts = judged(batch(music), small_model, GateSettings(drop_worst_fraction=0))
     reasons = [v["reason"] for v in verdicts]
     assert reasons[0] is None, verdicts[0]
     assert reasons[1].startswith("silent") and reasons[4].startswith("silent")
@@ -47,7 +52,7 @@ def test_silence_clipping_and_hiss_are_dropped_and_music_airs(small_model, music
 
 def test_the_least_likely_of_a_batch_are_dropped(small_model, music):
     shifted = np.stack([np.roll(music, 997 * i) for i in range(10)])  # ten tracks of music that all pass the rules
-    verdicts = judge(shifted, small_model, GateSettings(drop_worst_fraction=0.2))
+    verdicts = judged(shifted, small_model, GateSettings(drop_worst_fraction=0.2))
     dropped = [i for i, v in enumerate(verdicts) if v["reason"]]
     assert len(dropped) == 2
     bits = [v["bits_per_sample"] for v in verdicts]
@@ -56,7 +61,7 @@ def test_the_least_likely_of_a_batch_are_dropped(small_model, music):
 
 
 def test_disabled_gate_lets_everything_air(small_model, music):
-    assert all(v["reason"] is None for v in judge(batch(music), small_model, GateSettings(enabled=False)))
+    assert all(v["reason"] is None for v in judged(batch(music), small_model, GateSettings(enabled=False)))
 
 
 def test_playout_skips_dropped_tracks(tmp_path, music):

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wavenet.audio import mu_law_encode
 from wavenet.model import WaveNet
 
 FRAME_S = 0.05  # silence is judged per 50 ms frame
@@ -67,13 +66,14 @@ def likelihood_bits(model: WaveNet, codes: torch.Tensor, windows: int, samples: 
     return bits
 
 
-def judge(audio: np.ndarray, model: WaveNet, s: GateSettings) -> list[dict]:
-    """For a batch of tracks (B, T) in [-1, 1]: each one's scores and `reason` (None when it may air)."""
+def judge(audio: np.ndarray, codes: torch.Tensor, model: WaveNet, s: GateSettings) -> list[dict]:
+    """For a batch of tracks, as audio (B, T) in [-1, 1] and as the model's codes (B, T): each one's scores and
+    `reason` (None when it may air)."""
     if not s.enabled:
         return [{"reason": None} for _ in audio]
     rate = model.cfg.sample_rate
     scores = [signal_scores(track, rate, s.silence_dbfs) for track in audio]
-    codes = mu_law_encode(torch.from_numpy(audio)).to(next(model.parameters()).device)
+    codes = codes.to(next(model.parameters()).device)
     for score, bits in zip(scores, likelihood_bits(model, codes, s.nll_windows, s.nll_window_samples), strict=True):
         score["bits_per_sample"] = bits
         score["reason"] = _rule_broken(score, s)

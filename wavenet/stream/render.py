@@ -126,7 +126,7 @@ class TrackRenderer(threading.Thread):
             self.startup = None
         audio = mu_law_decode(codes).cpu().numpy()
         dropped = []
-        for i, (track, scores) in enumerate(zip(audio, judge(audio, self.model, self.gate), strict=True)):
+        for i, (track, scores) in enumerate(zip(audio, judge(audio, codes, self.model, self.gate), strict=True)):
             if scores["reason"]:
                 self.backlog.drop(first + i, scores)
                 dropped.append(f"{first + i} {scores['reason']}")
