@@ -64,31 +64,39 @@ def drop_duplicates(records: dict[str, dict], out: Path) -> list[dict]:
     candidates = sorted(
         (r for r in records.values() if r["outcome"] == "prepared"), key=lambda r: (not r.get("unchanged"), r["source"])
     )
+    by_audio: dict[str, str] = {}  # the sha256 of decoded audio -> the source kept with it
     kept: list[dict] = []
     dropped = []
     for record in candidates:
-        reason = next(filter(None, (_same(keeper, record) for keeper in kept)), None)
-        if reason is None:
+        found = _duplicate_of(record, by_audio, kept)
+        if found is None:
+            if record.get("audio_sha256"):
+                by_audio[record["audio_sha256"]] = record["source"]
             kept.append(record)
             continue
         for entry in record.pop("entries", []):
             (out / entry["path"]).unlink(missing_ok=True)
-        keeper, why = reason
+        keeper, why = found
         record.update(outcome="skipped", reason=f"duplicate of {keeper} ({why})", duplicate_of=keeper)
         dropped.append(record)
     return dropped
 
 
-def _same(keeper: dict, record: dict) -> tuple[str, str] | None:
-    if keeper.get("audio_sha256") and keeper.get("audio_sha256") == record.get("audio_sha256"):
-        return keeper["source"], "the same decoded audio"
-    a, b = keeper.get("audio_fingerprint"), record.get("audio_fingerprint")
-    if (
-        not (isinstance(a, dict) and isinstance(b, dict))
-        or abs(keeper["duration"] - record["duration"]) > DURATION_TOLERANCE * keeper["duration"]
-    ):
+def _duplicate_of(record: dict, by_audio: dict[str, str], kept: list[dict]) -> tuple[str, str] | None:
+    """(the kept source it duplicates, how) or None: exactly by decoded audio, else nearly by fingerprint."""
+    if record.get("audio_sha256") in by_audio:
+        return by_audio[record["audio_sha256"]], "the same decoded audio"
+    b = record.get("audio_fingerprint")
+    if not isinstance(b, dict):
         return None
-    score = similarity(a, b)
-    return (
-        (keeper["source"], f"the same music, encoded differently: similarity {score:.2f}") if score > SIMILAR else None
-    )
+    for keeper in kept:
+        a = keeper.get("audio_fingerprint")
+        if (
+            not isinstance(a, dict)
+            or abs(keeper["duration"] - record["duration"]) > DURATION_TOLERANCE * keeper["duration"]
+        ):
+            continue
+        score = similarity(a, b)
+        if score > SIMILAR:
+            return keeper["source"], f"the same music, encoded differently: similarity {score:.2f}"
+    return None
