@@ -39,41 +39,37 @@ def _walk(root: Path, folder: Path, walked: set, excluded: dict) -> Iterator[Ent
         return
     for child in children:
         path = Path(child.path)
-        entry = Entry(path, _relative(root, path))
+        relative = _relative(root, path)
         try:
             st = os.stat(path)  # follows symlinks
         except OSError as err:
-            entry.outcome = "ignored"
-            if err.errno == errno.ENOENT and os.path.islink(path):
-                entry.reason = f"dangling symlink (its target {os.readlink(path)} does not exist)"
-            elif err.errno == errno.ELOOP:
-                entry.reason = "symlink loop (following it never reaches a file or folder)"
-            else:
-                entry.reason = f"cannot look at it ({err.strerror})"
-            yield entry
+            yield Entry(path, relative, "ignored", _unreachable(path, err))
             continue
         if _identity(st) in excluded:
             if excluded[_identity(st)]:
-                yield Entry(path, entry.relative, "ignored", excluded[_identity(st)])
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            if _identity(st) in walked:
-                yield Entry(path, entry.relative, "ignored", "symlink to a folder already walked (not walked twice)")
-                continue
+                yield Entry(path, relative, "ignored", excluded[_identity(st)])
+        elif stat.S_ISDIR(st.st_mode) and _identity(st) in walked:
+            yield Entry(path, relative, "ignored", "symlink to a folder already walked (not walked twice)")
+        elif stat.S_ISDIR(st.st_mode):
             walked.add(_identity(st))
-            yield Entry(path, entry.relative, "ignored", "a folder (its contents are listed one by one)")
+            yield Entry(path, relative, "ignored", "a folder (its contents are listed one by one)")
             yield from _walk(root, path, walked, excluded)
-        elif stat.S_ISREG(st.st_mode):
-            if not os.access(path, os.R_OK):
-                entry.outcome, entry.reason = "skipped", "permission denied: make it readable to prepare it"
-            yield entry
+        elif not stat.S_ISREG(st.st_mode):
+            kind = KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
+            yield Entry(path, relative, "ignored", f"not a regular file ({kind})")
+        elif not os.access(path, os.R_OK):
+            yield Entry(path, relative, "skipped", "permission denied: make it readable to prepare it")
         else:
-            yield Entry(
-                path,
-                entry.relative,
-                "ignored",
-                f"not a regular file ({KINDS.get(stat.S_IFMT(st.st_mode), 'a special file')})",
-            )
+            yield Entry(path, relative)
+
+
+def _unreachable(path: Path, err: OSError) -> str:
+    """Why an entry that os.stat cannot follow is passed over."""
+    if err.errno == errno.ENOENT and os.path.islink(path):
+        return f"dangling symlink (its target {os.readlink(path)} does not exist)"
+    if err.errno == errno.ELOOP:
+        return "symlink loop (following it never reaches a file or folder)"
+    return f"cannot look at it ({err.strerror})"
 
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
