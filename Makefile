@@ -3,11 +3,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_RUN ?= demo
 
-SYSTEM_PACKAGES := ffmpeg nginx libnginx-mod-rtmp fonts-dejavu-core
+SYSTEM_PACKAGES := ffmpeg nginx libnginx-mod-rtmp fonts-dejavu-core chromium
+HLS_JS := 1.7.4
 
-.PHONY: system setup demo test lint bench
+.PHONY: system setup demo test lint bench vendor-hls
 
-# ffmpeg (decoding, the stream), nginx with the RTMP module (the tests' local ingest), a font for the overlay text.
+# ffmpeg (decoding, the stream), nginx with the RTMP module (the tests' local ingest), a font for the overlay text,
+# and Chromium (the browser the site's tests drive headless).
 system:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
 		echo "installing $(SYSTEM_PACKAGES) with apt-get"; \
@@ -37,3 +39,10 @@ lint: setup
 
 bench: setup
 	$(PY) bench/generation.py
+
+# The station's page serves hls.js from the package (no CDN): refresh the vendored copy from npm (needs npm).
+vendor-hls:
+	cd /tmp && npm pack --silent hls.js@$(HLS_JS) >/dev/null && tar xzf hls.js-$(HLS_JS).tgz package/dist/hls.light.min.js package/LICENSE
+	cp /tmp/package/dist/hls.light.min.js wavenet/web/static/vendor/hls.light.min.js
+	cp /tmp/package/LICENSE wavenet/web/static/vendor/hls.js-LICENSE
+	sha256sum wavenet/web/static/vendor/hls.light.min.js

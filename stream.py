@@ -26,6 +26,7 @@ def main(cfg: DictConfig) -> None:
     except UserError as err:
         log.error(str(err))
         sys.exit(2)
+    status.pop("history", None)  # the tracks played are in status.json; the last line keeps to the figures
     log.info(f"stopped: {status}")
 
 

@@ -105,6 +105,24 @@ def decode_mono(path: Path, info: Probe) -> Decoded:
     return Decoded(audio, warnings)
 
 
+def decode_start(path: Path, sample_rate: int, seconds: float) -> np.ndarray:
+    """At most the first `seconds` of the first audio stream as mono float32 at `sample_rate` (ffmpeg resamples).
+
+    Decoding stops at `seconds`, so a short-looking file that holds hours costs no more than that; BadInput when
+    ffmpeg fails or decodes nothing.
+    """
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-t", f"{seconds:.3f}"]
+    cmd += ["-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=120)
+    stderr = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0:
+        raise BadInput(f"decode error: {_first_line(stderr) or f'ffmpeg exit {proc.returncode}'}")
+    audio = np.frombuffer(proc.stdout, dtype="<f4")
+    if audio.size == 0:
+        raise BadInput(f"no audio samples decoded ({_first_line(stderr) or 'the stream is empty'})")
+    return audio
+
+
 def check_wav_complete(path: Path) -> None:
     """A WAV whose data chunk claims more bytes than the file holds was cut short: BadInput."""
     with open(path, "rb") as f:

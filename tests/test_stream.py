@@ -35,8 +35,11 @@ def ingest(tmp_path):
         yield server
 
 
-def start_stream(checkpoint: Path, workdir: Path, *overrides: str, **secrets: str) -> subprocess.Popen:
-    """stream.py as a user starts it; keyword arguments go into its environment (YOUTUBE_STREAM_KEY=...)."""
+def start_stream(
+    checkpoint: Path, workdir: Path, *overrides: str, log_file: Path | None = None, **secrets: str
+) -> subprocess.Popen:
+    """stream.py as a user starts it; keyword arguments go into its environment (YOUTUBE_STREAM_KEY=...). What it
+    prints comes back through the pipe, or goes to `log_file` for a stream that runs longer than one test."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **secrets}
     cmd = [
         sys.executable,
@@ -46,9 +49,12 @@ def start_stream(checkpoint: Path, workdir: Path, *overrides: str, **secrets: st
         *SMALL_STREAM,
         *overrides,
     ]
-    return subprocess.Popen(
-        cmd, cwd=workdir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    if log_file is None:
+        return subprocess.Popen(
+            cmd, cwd=workdir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    with open(log_file, "w") as out:  # the child keeps its own copy of the file
+        return subprocess.Popen(cmd, cwd=workdir.parent, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 def status(workdir: Path) -> dict:

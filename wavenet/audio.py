@@ -44,8 +44,11 @@ def write_wav(path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: i
     return path
 
 
-def write_spectrogram_png(path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: int) -> Path:
-    """A log-mel spectrogram of mono audio as a PNG (low frequencies at the bottom), written atomically."""
+def write_spectrogram_png(
+    path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: int, size: tuple[int, int] | None = None
+) -> Path:
+    """A log-mel spectrogram of mono audio as a PNG (low frequencies at the bottom), written atomically; `size`
+    (width, height) for a thumbnail, else 256 high and at least 256 wide."""
     import torchaudio.transforms as T
     from PIL import Image
 
@@ -61,6 +64,6 @@ def write_spectrogram_png(path: str | Path, audio: np.ndarray | torch.Tensor, sa
     rgb = (ramp[lo] * (1 - frac) + ramp[lo + 1] * frac).astype(np.uint8)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(rgb).resize((max(256, rgb.shape[1]), 256)).save(tmp, format="PNG")
+    Image.fromarray(rgb).resize(size or (max(256, rgb.shape[1]), 256)).save(tmp, format="PNG")
     os.replace(tmp, path)
     return path

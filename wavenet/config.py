@@ -12,6 +12,7 @@ from wavenet.stream.encoder import EncoderSettings
 from wavenet.stream.gate import GateSettings
 from wavenet.stream.sink import SinkConfig
 from wavenet.stream.supervisor import SupervisorSettings
+from wavenet.web.settings import WebSettings
 
 
 @dataclass
@@ -86,7 +87,7 @@ class GenerateConfig:
     seconds: float = 4.0
     temperature: float = 1.0
     seed: int = 0
-    prime: str | None = None  # a WAV (path or s3://bucket/key) whose audio the clips continue, and start with
+    prime: str | None = None  # any audio ffmpeg decodes (a path or s3://...): the clips continue it, start with it
     prime_seconds: float = 1.0  # how much of the prime's start is used
     batch_size: int = 8  # clips generated together
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -120,6 +121,7 @@ class StreamConfig:
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     gate: GateSettings = field(default_factory=GateSettings)  # which rendered tracks may air
+    web: WebSettings = field(default_factory=WebSettings)  # the station's own site (sink=web, or web.enabled=true)
 
 
 MODEL_PRESETS = Path(__file__).resolve().parents[1] / "conf" / "model"

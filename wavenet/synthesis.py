@@ -3,32 +3,66 @@
 import logging
 from pathlib import Path
 
-import librosa
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from wavenet.audio import mu_law_decode, mu_law_encode, read_wav, write_wav
+from data_prep.decode import BadInput, NotAudio, decode_start, probe
+from wavenet.audio import mu_law_decode, mu_law_encode, write_wav
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.device import resolve_device
 from wavenet.errors import UserError
 from wavenet.generation import check_backend, generate
+from wavenet.model import WaveNet
 from wavenet.progress import Progress
 from wavenet.storage import S3Settings, local_copy
 
 log = logging.getLogger(__name__)
 
 
-def load_prime(path: str | Path, sample_rate: int, seconds: float) -> torch.Tensor:
-    """The first `seconds` of a WAV as mu-law codes (T,), resampled to the model's rate."""
-    if not Path(path).is_file():
-        raise UserError(f"prime={path} does not exist; give a WAV file whose start the clips continue.")
-    audio, rate = read_wav(path)
-    if rate != sample_rate:
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate)
-    audio = audio[: max(1, int(seconds * sample_rate))]
-    if len(audio) == 0:
-        raise UserError(f"prime={path} holds no audio.")
-    return mu_law_encode(audio)
+def load_prime(path: str | Path, sample_rate: int, seconds: float, label: str | None = None) -> torch.Tensor:
+    """At most the first `seconds` of any file ffmpeg decodes (audio, or a video's sound) as mu-law codes (T,) at
+    the model's rate; a UserError starting with `label` (default "prime=PATH") when it holds no usable audio."""
+    path = Path(path)
+    label = label or f"prime={path}"
+    if not path.is_file():
+        raise UserError(f"{label} does not exist; give an audio file whose start the clips continue.")
+    try:
+        probe(path)
+        audio = decode_start(path, sample_rate, seconds)
+    except (NotAudio, BadInput) as err:
+        raise UserError(f"{label}: {err}; give an audio file (anything ffmpeg decodes).") from err
+    return mu_law_encode(audio[: max(1, int(seconds * sample_rate))])
+
+
+def render_clips(
+    model: WaveNet,
+    num_samples: int,
+    batch: int,
+    temperature: float,
+    seed: int,
+    prime: torch.Tensor | None = None,
+    backend: str = "auto",
+    progress=None,
+    first_stream: int = 0,
+) -> np.ndarray:
+    """(batch, T) float audio: `num_samples` generated after the prime codes (T,) if given, which the clips start
+    with. Clip b is stream first_stream + b of `seed`."""
+    primes = prime.expand(batch, -1) if prime is not None else None
+    codes = generate(
+        model,
+        num_samples,
+        batch,
+        temperature,
+        seed=seed,
+        prime=primes,
+        backend=backend,
+        progress=progress,
+        first_stream=first_stream,
+    )
+    if primes is not None:
+        codes = torch.cat([primes.to(codes.device), codes], dim=1)
+    return mu_law_decode(codes).cpu().numpy()
 
 
 def generate_clips(cfg: DictConfig, out_dir: Path) -> list[Path]:
@@ -50,22 +84,10 @@ def generate_clips(cfg: DictConfig, out_dir: Path) -> list[Path]:
     paths = []
     for first in range(0, cfg.num_clips, cfg.batch_size):
         batch = min(cfg.batch_size, cfg.num_clips - first)
-        primes = prime.expand(batch, -1) if prime is not None else None
         with Progress(num_samples, f"clips {first + 1}-{first + batch}", unit="samples") as bar:
-            codes = generate(
-                model,
-                num_samples,
-                batch,
-                cfg.temperature,
-                seed=cfg.seed,
-                prime=primes,
-                backend=cfg.generation.backend,
-                progress=bar.update,
-                first_stream=first,
+            audio = render_clips(
+                model, num_samples, batch, cfg.temperature, cfg.seed, prime, cfg.generation.backend, bar.update, first
             )
-        if primes is not None:
-            codes = torch.cat([primes.to(codes.device), codes], dim=1)
-        audio = mu_law_decode(codes).cpu().numpy()
         for i in range(batch):
             paths.append(write_wav(out_dir / f"clip_{first + i:03d}.wav", audio[i], rate))
     return paths

@@ -1,4 +1,5 @@
-"""stream.py's work: check the sink, load the model, start rendering, wait for the first track, go live."""
+"""stream.py's work: check the sink (and the site's address), load the model, start rendering (and the site), wait
+for the first track, go live."""
 
 import logging
 import queue
@@ -14,20 +15,33 @@ from wavenet.errors import UserError
 from wavenet.generation import check_backend
 from wavenet.storage import S3Settings, local_copy
 from wavenet.stream.backlog import Backlog
-from wavenet.stream.encoder import EncoderSettings, ffmpeg_args
+from wavenet.stream.encoder import EncoderSettings, HlsOutput, ffmpeg_args
 from wavenet.stream.gate import GateSettings
 from wavenet.stream.picture import draw_default_background, write_now_playing
 from wavenet.stream.playout import Playout
 from wavenet.stream.render import LiveRenderer, TrackRenderer
-from wavenet.stream.sink import SinkConfig, check_reachable, resolve_target
+from wavenet.stream.sink import SinkConfig, Target, check_reachable, resolve_target
 from wavenet.stream.supervisor import Supervisor, SupervisorSettings
+from wavenet.web.process import SiteProcess, check_address
+from wavenet.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 
 
 def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
     """Run the stream until `stop` is set (SIGTERM) or cfg.duration_seconds is up; returns the final status."""
-    target = resolve_target(SinkConfig(**OmegaConf.to_container(cfg.sink, resolve=True)))
+    sink = SinkConfig(**OmegaConf.to_container(cfg.sink, resolve=True))
+    web = WebSettings(**OmegaConf.to_container(cfg.web))
+    hls = None
+    if web.enabled or sink.kind == "web":
+        check_address(web)
+        hls = HlsOutput(Path(cfg.workdir) / "hls", web.segment_seconds, web.playlist_segments)
+        if web.segment_seconds % cfg.encoder.keyframe_seconds:
+            raise UserError(
+                f"web.segment_seconds={web.segment_seconds:g} must be a multiple of encoder.keyframe_seconds="
+                f"{cfg.encoder.keyframe_seconds:g}: HLS segments start at keyframes."
+            )
+    target = Target(str(hls.playlist), f"http://{web.host}:{web.port}/") if sink.kind == "web" else resolve_target(sink)
     check_reachable(target)  # before the model is loaded: a wrong URL fails in a second, not after a minute
     if cfg.mode not in ("parallel", "direct"):
         raise UserError(f"mode={cfg.mode!r}: use parallel (batches of tracks) or direct (one live stream).")
@@ -38,7 +52,8 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.render_threads)  # leave the other cores to ffmpeg
     s3 = S3Settings(**OmegaConf.to_container(cfg.s3))
-    ckpt = load_checkpoint(local_copy(cfg.checkpoint, cfg.cache_dir, s3), device)
+    checkpoint = Path(local_copy(cfg.checkpoint, cfg.cache_dir, s3))
+    ckpt = load_checkpoint(checkpoint, device)
     model = model_from_checkpoint(ckpt, device)
     backlog = Backlog(workdir / "backlog", model.cfg.sample_rate, cfg.keep_played)
     live = queue.Queue(maxsize=64) if cfg.mode == "direct" else None
@@ -56,14 +71,36 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
         GateSettings(**OmegaConf.to_container(cfg.gate)),
     )
     renderer.start()
+    site = None
     try:
-        return _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir)
+        background = Path(cfg.background) if cfg.background else draw_default_background(workdir / "background.png")
+        station = {
+            "model": Path(cfg.checkpoint).parent.parent.name or Path(cfg.checkpoint).stem,
+            "step": ckpt["step"],
+            "seed": cfg.seed,
+            "temperature": cfg.temperature,
+        }
+        if hls is not None:
+            hls.folder.mkdir(parents=True, exist_ok=True)
+            spec = {
+                "workdir": str(workdir.resolve()),
+                "hls": str(hls.folder.resolve()),
+                "background": str(background.resolve()),
+                "checkpoint": str(checkpoint.resolve()),
+                "device": str(device),
+                "backend": cfg.generation.backend,
+            }
+            site = SiteProcess(web, spec, workdir / "site" / "site.json", stop)
+            site.start_and_wait()
+        return _go_live(cfg, stop, target, model, station, backlog, renderer, live, workdir, background, hls)
     finally:
-        stop.set()  # also when something failed: the render threads end with us
+        stop.set()  # also when something failed: the render threads and the site end with us
         renderer.join(timeout=60)
+        if site is not None:
+            site.close()
 
 
-def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -> dict:
+def _go_live(cfg, stop, target, model, station, backlog, renderer, live, workdir, background, hls) -> dict:
     rate = model.cfg.sample_rate
     meter = renderer.meter
     if live is not None:  # direct mode: the track renderer still fills the backlog the fallback plays from
@@ -95,14 +132,12 @@ def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -
     if stop.is_set():
         return {"state": "stopped before going live", "backlog_tracks": len(backlog.indices())}
 
-    background = Path(cfg.background) if cfg.background else draw_default_background(workdir / "background.png")
     now_playing = workdir / "now_playing.txt"
     write_now_playing(now_playing, "lofi-wavenet radio")
-    args = ffmpeg_args(
-        target.url, rate, background, now_playing, EncoderSettings(**OmegaConf.to_container(cfg.encoder))
-    )
+    flv = None if cfg.sink.kind == "web" else target.url
+    args = ffmpeg_args(flv, rate, background, now_playing, EncoderSettings(**OmegaConf.to_container(cfg.encoder)), hls)
     playout = Playout(backlog, cfg.crossfade_seconds, live, cfg.jitter_seconds)
-    describe = f"model {Path(cfg.checkpoint).parent.parent.name} step {ckpt['step']}  |  temperature {cfg.temperature}"
+    describe = f"model {station['model']} step {station['step']}  |  temperature {cfg.temperature}"
     settings = SupervisorSettings(**OmegaConf.to_container(cfg.supervisor))
     supervisor = Supervisor(
         target,
@@ -117,6 +152,7 @@ def _go_live(cfg, stop, target, model, ckpt, backlog, renderer, live, workdir) -
         stop,
         cfg.duration_seconds,
         meter,
+        station,
     )
     supervisor.run()
     return supervisor.status()

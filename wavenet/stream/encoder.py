@@ -1,7 +1,8 @@
 """The ffmpeg command (built with ffmpeg-python): raw PCM on stdin + a picture -> what YouTube Live ingests.
 
 H.264 1280x720 at 30 fps, a keyframe every 2 s, constant bitrate; AAC 128 kbps 44.1 kHz stereo; FLV over RTMP(S),
-or the same into a file for a local preview.
+or the same into a file for a local preview; and/or HLS for the station's site. One encode feeds every output
+(ffmpeg's tee muxer).
 """
 
 from dataclasses import dataclass
@@ -22,11 +23,41 @@ class EncoderSettings:
     rw_timeout_s: float = 10.0  # a hung ingest ends ffmpeg after this long without progress
 
 
+@dataclass
+class HlsOutput:
+    folder: Path  # live.m3u8 and its segments
+    segment_seconds: float = 2.0
+    playlist_segments: int = 6
+
+    @property
+    def playlist(self) -> Path:
+        return self.folder / "live.m3u8"
+
+    def muxer_options(self) -> dict[str, str]:
+        """Short segments written under temporary names; old ones deleted; a restart appends to the playlist."""
+        return {
+            "hls_time": f"{self.segment_seconds:g}",
+            "hls_list_size": str(self.playlist_segments),
+            "hls_flags": "delete_segments+temp_file+omit_endlist+append_list+program_date_time",
+            "hls_segment_filename": str(self.folder / "segment_%06d.ts"),
+        }
+
+
 def ffmpeg_args(
-    target: str, sample_rate: int, background: Path, now_playing: Path, settings: EncoderSettings
+    target: str | None,
+    sample_rate: int,
+    background: Path,
+    now_playing: Path,
+    settings: EncoderSettings,
+    hls: HlsOutput | None = None,
 ) -> list[str]:
-    """The argument list for ffmpeg; stdin takes mono s16le PCM at `sample_rate`, paced in real time."""
+    """The argument list for ffmpeg; stdin takes mono s16le PCM at `sample_rate`, paced in real time.
+
+    target: the FLV destination (rtmp(s):// URL or a file), None for HLS alone; hls: also (or only) write HLS.
+    """
     s = settings
+    if target is None and hls is None:
+        raise ValueError("ffmpeg needs an output: a target, HLS, or both")
     gop = int(s.fps * s.keyframe_seconds)
     picture = ffmpeg.input(str(background), loop=1, framerate=s.fps).video.filter("scale", 1280, 720)
     audio = ffmpeg.input("pipe:0", format="s16le", ar=sample_rate, ac=1, re=None, thread_queue_size=8).audio
@@ -50,11 +81,20 @@ def ffmpeg_args(
         )
         .filter("format", "yuv420p")
     )
+    flv = {"flvflags": "no_duration_filesize"}
+    if target is not None and target.startswith(("rtmp://", "rtmps://")):
+        flv["rw_timeout"] = str(int(s.rw_timeout_s * 1_000_000))  # a hung ingest ends ffmpeg
+    if hls is None:
+        destination, muxer = target, {"format": "flv", **flv}
+    elif target is None:
+        destination, muxer = str(hls.playlist), {"format": "hls", **hls.muxer_options()}
+    else:  # one encode, two outputs; if the ingest drops, ffmpeg ends and the supervisor restarts both
+        destination = f"{_tee_slave('flv', flv, target)}|{_tee_slave('hls', hls.muxer_options(), str(hls.playlist))}"
+        muxer = {"format": "tee", "flags": "+global_header"}
     out = ffmpeg.output(
         video,
         split[0],
-        target,
-        format="flv",
+        destination,
         vcodec="libx264",
         preset=s.preset,
         r=s.fps,
@@ -71,10 +111,24 @@ def ffmpeg_args(
             "b:a": f"{s.audio_kbps}k",
             "ar": 44100,
             "ac": 2,
-            "flvflags": "no_duration_filesize",
+            **muxer,
         },
     )
-    args = out.compile()  # ["ffmpeg", ...inputs, filters, output options..., target]
-    if target.startswith("rtmp"):
-        args[-1:-1] = ["-rw_timeout", str(int(s.rw_timeout_s * 1_000_000))]
+    args = out.compile()  # ["ffmpeg", ...inputs, filters, output options..., destination]
     return [args[0], "-hide_banner", "-loglevel", "warning", "-nostats", *args[1:]]
+
+
+def _tee_slave(fmt: str, options: dict[str, str], destination: str) -> str:
+    """One output of the tee muxer: [f=fmt:key=value...]destination.
+
+    ffmpeg unescapes the tee's argument once splitting it into outputs (at "|") and once more splitting an output's
+    options (at ":"), so an option value is escaped twice and the destination once.
+    """
+    options = {**options, "onfail": "abort"}  # a failed output ends ffmpeg, and the supervisor restarts it
+    spec = ":".join([f"f={fmt}", *(f"{k}={_escape(_escape(v, ':=[]|'), '|')}" for k, v in options.items())])
+    return f"[{spec}]{_escape(destination, '|[')}"
+
+
+def _escape(text: str, special: str) -> str:
+    """A backslash before each special character, backslash and quote included."""
+    return "".join(f"\\{c}" if c in special + "\\'" else c for c in text)

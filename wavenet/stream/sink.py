@@ -14,7 +14,7 @@ from wavenet.errors import UserError
 
 @dataclass
 class SinkConfig:
-    kind: str = "file"  # youtube, rtmp or file
+    kind: str = "file"  # youtube, rtmp, file, or web (the station's own site alone: conf/sink/web.yaml)
     url: str | None = None  # rtmp: rtmp(s)://host[:port]/app[/stream]; youtube: the ingest base (default YouTube's)
     key_env: str | None = "YOUTUBE_STREAM_KEY"  # the environment variable that holds the stream key
     path: str = "runs/stream/preview.flv"  # file: the recording
@@ -56,7 +56,7 @@ def resolve_target(sink: SinkConfig) -> Target:
         return Target(
             url, f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/{app}/<redacted>"
         )
-    raise UserError(f"sink.kind={sink.kind!r}: use youtube, rtmp or file.")
+    raise UserError(f"sink.kind={sink.kind!r}: use youtube, rtmp, file or web.")
 
 
 def check_reachable(target: Target, timeout: float = 5.0) -> None:

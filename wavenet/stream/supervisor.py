@@ -6,6 +6,7 @@ import logging
 import subprocess
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class Supervisor:
         stop: threading.Event,
         duration_s: float | None = None,
         meter=None,
+        station: dict | None = None,
     ):
         self.target, self.args = target, ffmpeg_args
         self.playout, self.backlog, self.renderer = playout, backlog, renderer
@@ -57,6 +59,12 @@ class Supervisor:
         self.sent_seconds = 0.0
         self.state = "starting"
         self.started = time.monotonic()
+        self.station = station or {}  # what the status always says about the station: model, step, seed, temperature
+        self.history: deque[dict] = deque(maxlen=20)  # the tracks played, newest first, with when they began
+
+    def _note_track(self, track: int | None, replay: bool) -> None:
+        if track is not None and (not self.history or self.history[0]["track"] != track):
+            self.history.appendleft({"track": track, "started": round(time.time(), 2), "replay": replay})
 
     # -- status -----------------------------------------------------------------------------------------------
     def status(self) -> dict:
@@ -67,6 +75,8 @@ class Supervisor:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "audio_sent_s": round(self.sent_seconds, 1),
             "real_time_factor": round(self.meter.real_time_factor, 3),
+            "render_audio_s": round(self.meter.audio_s, 2),  # the two that make the real-time factor
+            "render_busy_s": round(self.meter.busy_s, 2),
             "backlog_minutes": round(self.backlog.seconds_after(self.playout.next_track) / 60, 2),
             "reconnects": self.reconnects,
             "fallback_seconds": round(self.playout.fallback_seconds, 1),
@@ -74,9 +84,15 @@ class Supervisor:
             "track": seg.track if seg else None,
             "tracks_rendered": self.renderer.rendered,
             "tracks_dropped": self.renderer.dropped,  # by the quality gate (silence, clipping, hiss, least likely)
+            **self.station,
+            "history": list(self.history),
+            "time": round(time.time(), 2),  # when this status was written (the history's clock)
         }
 
     def report(self, line: bool) -> None:
+        seg = self.playout.current if self.playout.segments else None
+        if seg is not None:
+            self._note_track(seg.track, seg.fallback)
         status = self.status()
         write_text_atomic(self.status_file, json.dumps(status, indent=2) + "\n")
         track = "live" if status["track"] == -1 else f"track {status['track']}"

@@ -1,0 +1,314 @@
+"""The station's own site (stream.py sink=web), as listeners and visitors meet it: HLS pulled with ffprobe, the page
+in Debian's headless Chromium driven by Playwright, uploads good and bad, and 50 listeners at once."""
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.test_stream import start_stream, stop, wait_for
+from wavenet.stream.rtmp_server import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+SEGMENT_SECONDS = 2.0
+UPLOAD_MAX_MB = 1  # small, so that "too large" is quick to send
+
+
+@dataclass
+class Station:
+    url: str
+    workdir: Path
+    uploads: Path  # the site's temporary folders live under here (its TMPDIR)
+    log: Path
+    proc: subprocess.Popen
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30, **kwargs)
+
+    def status(self) -> dict:
+        return self.get("/api/status").json()
+
+    def carry(self, body: bytes, name: str = "clip.wav", **params) -> httpx.Response:
+        params = {"seconds": 1, "temperature": 1.0, "name": name, **params}
+        return httpx.post(self.url + "/api/carry", params=params, content=body, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def station(trained_run, tmp_path_factory):
+    """One station with its site for the whole module: starting it costs a model load and a first batch."""
+    root = tmp_path_factory.mktemp("site")
+    workdir, uploads, log = root / "stream", root / "tmp", root / "stream.log"
+    uploads.mkdir()
+    port = free_port()
+    proc = start_stream(
+        trained_run / "checkpoints" / "best.pt",
+        workdir,
+        "sink=web",
+        f"web.port={port}",
+        f"web.segment_seconds={SEGMENT_SECONDS}",
+        f"web.upload_max_mb={UPLOAD_MAX_MB}",
+        "web.queue_size=2",
+        log_file=log,
+        TMPDIR=str(uploads),
+    )
+    station = Station(f"http://127.0.0.1:{port}", workdir, uploads, log, proc)
+    try:
+        wait_for(lambda: ready(station), 180, "the station's site to be live with HLS")
+        yield station
+    finally:
+        stop(proc)
+    print(log.read_text()[-3000:])
+
+
+def ready(station: Station) -> bool:
+    if station.proc.poll() is not None:
+        raise AssertionError(f"stream.py ended:\n{station.log.read_text()}")
+    try:
+        s = station.status()
+    except httpx.HTTPError:
+        return False
+    return s["state"] == "live" and s["hls_ready"] and len(playlist_segments(station)) >= 3
+
+
+def playlist_segments(station: Station) -> list[tuple[float, str]]:
+    """(duration, name) of each segment the live playlist lists."""
+    segments, duration = [], None
+    for line in station.get("/hls/live.m3u8").text.splitlines():
+        if line.startswith("#EXTINF:"):
+            duration = float(line.split(":")[1].rstrip(","))
+        elif line and not line.startswith("#"):
+            segments.append((duration, line))
+    return segments
+
+
+def media_sequence(station: Station) -> int:
+    text = station.get("/hls/live.m3u8").text
+    return int(next(l for l in text.splitlines() if l.startswith("#EXT-X-MEDIA-SEQUENCE")).split(":")[1])
+
+
+def ffprobe_json(target: str, *entries: str) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", *entries, "-of", "json", target], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
+def tone(path: Path, seconds: float, codec: list[str]) -> Path:
+    """A 330 Hz sine, written by ffmpeg in the format the path and codec options choose."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=44100:duration={seconds}"]
+        + codec
+        + [str(path)],
+        check=True,
+    )
+    return path
+
+
+# -- HLS ----------------------------------------------------------------------------------------------------------
+def test_hls_has_segments_of_the_configured_length_in_aac_stereo_with_no_gaps(station, tmp_path):
+    wait_for(lambda: len(playlist_segments(station)) >= 5, 60, "five segments in the live playlist")
+    segments = playlist_segments(station)
+    assert all(abs(d - SEGMENT_SECONDS) < 0.05 for d, _ in segments), segments
+
+    streams = {s["codec_type"]: s for s in ffprobe_json(station.url + "/hls/live.m3u8", "-show_streams")["streams"]}
+    assert streams["audio"]["codec_name"] == "aac"
+    assert (int(streams["audio"]["sample_rate"]), streams["audio"]["channels"]) == (44100, 2)
+    assert streams["video"]["codec_name"] == "h264"
+
+    spans = []  # (first audio packet time, end of the last one) of consecutive segments
+    for _, name in segments[-4:]:
+        path = tmp_path / name
+        path.write_bytes(station.get(f"/hls/{name}").content)
+        packets = ffprobe_json(str(path), "-select_streams", "a", "-show_entries", "packet=pts_time,duration_time")
+        times = [(float(p["pts_time"]), float(p["duration_time"])) for p in packets["packets"]]
+        spans.append((times[0][0], times[-1][0] + times[-1][1]))
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert abs(start - end) < 0.03, f"a gap of {start - end:.3f} s between segments: {spans}"
+
+
+# -- the page in a real browser ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        raise AssertionError(f"{CHROMIUM} is missing: install Debian's chromium (make system does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*args, "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, station):
+    context = browser.new_context()
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.goto(station.url + "/")
+    yield page
+    context.close()
+
+
+def test_the_page_plays_the_live_audio_and_follows_the_tracks(page):
+    page.wait_for_selector("#listen:enabled", timeout=30_000)
+    page.click("#listen")  # a listener's click: browsers play sound only after one
+    page.wait_for_function("document.getElementById('player').currentTime > 4", timeout=60_000)
+    page.wait_for_function("Number(document.getElementById('level').dataset.level) > 0.01", timeout=30_000)
+    first = page.text_content("#now-playing")
+    assert first.startswith("track "), first
+    assert "seed 0" in page.text_content("#details") and "temperature 1.0" in page.text_content("#details")
+    page.wait_for_function(
+        f"document.getElementById('now-playing').textContent !== {json.dumps(first)}", timeout=30_000
+    )
+    assert page.locator("#history li img").count() >= 2
+    assert page.text_content("#rtf").endswith("x real time")
+    assert page.console_errors == []
+
+
+def test_an_upload_round_trips_to_a_playable_continuation(page, station, tmp_path):
+    clip = tone(tmp_path / "melody.ogg", 2.0, ["-c:a", "libvorbis"])  # not a WAV: anything ffmpeg decodes
+    page.set_input_files("#carry-file", str(clip))
+    page.eval_on_selector("#carry-seconds", "e => { e.value = '1'; }")
+    page.click("#carry-submit")
+    page.wait_for_selector("#carry-result:not([hidden])", timeout=120_000)
+    assert abs(float(page.get_attribute("#carry-result", "data-seam")) - 2.0) < 0.05
+    page.eval_on_selector("#carry-audio", "a => a.play()")
+    page.wait_for_function("document.getElementById('carry-audio').currentTime > 0.5", timeout=30_000)
+    assert abs(page.eval_on_selector("#carry-audio", "a => a.duration") - 3.0) < 0.05
+
+    audio, rate = sf.read(_download(station, page, tmp_path), dtype="float32")
+    prime = audio[: int(1.9 * rate)]
+    sine = np.sin(2 * np.pi * 330 * np.arange(len(prime)) / rate)
+    assert np.corrcoef(np.abs(np.fft.rfft(prime)), np.abs(np.fft.rfft(sine)))[0, 1] > 0.9, "it starts with the clip"
+    assert np.abs(audio[int(2.05 * rate) :]).max() > 0, "then the model"
+    assert page.console_errors == []
+
+
+def _download(station: Station, page, tmp_path: Path) -> Path:
+    path = tmp_path / "result.wav"
+    path.write_bytes(station.get(page.get_attribute("#carry-download", "href")).content)
+    return path
+
+
+def test_a_bad_upload_shows_its_message(page, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a song\n" * 100)
+    page.set_input_files("#carry-file", str(notes))
+    page.click("#carry-submit")
+    page.wait_for_selector("#carry-status.error", timeout=30_000)
+    message = page.text_content("#carry-status")
+    assert message.startswith("notes.txt: ") and "ffmpeg" in message, message
+
+
+# -- bad input over HTTP ------------------------------------------------------------------------------------------
+def test_bad_uploads_get_clear_answers(station, tmp_path):
+    wav = tone(tmp_path / "ok.wav", 1.0, []).read_bytes()
+    long = tone(tmp_path / "long.flac", 11.0, []).read_bytes()
+
+    answer = station.carry(b"%PDF-1.4 not audio at all" * 50, name="scan.pdf")
+    assert answer.status_code == 400 and answer.json()["error"].startswith("scan.pdf: ")
+    answer = station.carry(long, name="long.flac")
+    assert answer.status_code == 400 and "longer than 10 s" in answer.json()["error"]
+    answer = station.carry(b"\0" * (UPLOAD_MAX_MB * 1024 * 1024 + 1), name="big.wav")
+    assert answer.status_code == 413 and "larger than 1 MB" in answer.json()["error"]
+    answer = station.carry(b"", name="empty.mp3")
+    assert answer.status_code == 400 and answer.json()["error"] == "empty.mp3 is empty: choose a file with sound in it"
+    answer = station.carry(wav, temperature=9)
+    assert answer.status_code == 400 and answer.json()["error"].startswith("temperature=9: ")
+    answer = station.carry(wav, seconds=600)
+    assert answer.status_code == 400 and answer.json()["error"].startswith("seconds=600: ")
+
+    hostile = "../../../etc/passwd\x00<img src=x onerror=alert(1)>.wav"
+    answer = station.carry(b"junk" * 100, name=hostile)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("passwd<img src=x onerror=alert(1)>.wav: "), "only the last part, as text"
+    assert not any(p.name.startswith("passwd") for p in station.workdir.parent.rglob("*"))
+    assert leftover_uploads(station) == []
+
+
+def leftover_uploads(station: Station) -> list[Path]:
+    return [p for p in station.uploads.rglob("*") if p.suffix == ".upload"]
+
+
+def test_a_visitor_who_leaves_mid_upload_leaves_nothing_behind(station):
+    host, port = station.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(
+            b"POST /api/carry?seconds=1&name=half.wav HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n"
+            + b"RIFF" * 2000
+        )
+        wait_for(lambda: leftover_uploads(station) != [], 30, "the site to start receiving the upload")
+    wait_for(lambda: leftover_uploads(station) == [], 30, "the partial upload to be deleted")
+    assert station.status()["state"] == "live"
+
+
+def test_a_flood_of_uploads_is_told_the_station_is_busy(station, tmp_path):
+    wav = tone(tmp_path / "ok.wav", 1.0, []).read_bytes()
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(station.carry(wav, seconds=3))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(a.status_code for a in answers)
+    assert 202 in codes and 503 in codes, codes
+    busy = next(a for a in answers if a.status_code == 503)
+    assert "busy" in busy.json()["error"] and "Try again" in busy.json()["error"]
+    accepted = [a.json()["id"] for a in answers if a.status_code == 202]
+    assert len(accepted) <= 3, "one rendering and web.queue_size=2 waiting"
+    for job in accepted:  # the queue drains, and every accepted visitor gets a result
+        wait_for(lambda job=job: station.get(f"/api/carry/{job}").json()["state"] == "done", 180, f"job {job}")
+
+
+# -- load ---------------------------------------------------------------------------------------------------------
+def test_fifty_listeners_for_a_minute_leave_the_render_and_the_segments_on_time(station):
+    before = station.status()
+    first_sequence, stop_at = media_sequence(station), time.monotonic() + 60
+    new_segments = [time.monotonic()]  # when each new segment appeared in the playlist
+    errors = []
+
+    def listen() -> None:
+        with httpx.Client(base_url=station.url, timeout=30) as client:
+            while time.monotonic() < stop_at:
+                try:
+                    client.get("/")
+                    client.get("/api/status", params={"listener": threading.current_thread().name})
+                    newest = client.get("/hls/live.m3u8").text.splitlines()[-1]
+                    client.get(f"/hls/{newest}").raise_for_status()
+                except httpx.HTTPError as err:
+                    errors.append(repr(err))
+                time.sleep(SEGMENT_SECONDS)  # a player's polling interval, not synchronisation
+
+    listeners = [threading.Thread(target=listen, name=f"listener-{i}") for i in range(50)]
+    for t in listeners:
+        t.start()
+    sequence = first_sequence
+    while time.monotonic() < stop_at:
+        if (now := media_sequence(station)) > sequence:
+            new_segments += [time.monotonic()] * (now - sequence)
+            sequence = now
+        time.sleep(0.25)  # sampling the playlist's cadence
+    peak = station.status()["listeners"]
+    for t in listeners:
+        t.join()
+    after = station.status()
+
+    assert errors == []
+    assert peak >= 50
+    gaps = np.diff(new_segments)
+    assert 25 <= len(gaps) <= 35, f"{len(gaps)} segments of {SEGMENT_SECONDS} s in a minute"
+    assert gaps.max() < 2 * SEGMENT_SECONDS + 1, f"a segment came {gaps.max():.1f} s after the one before"
+    assert after["reconnects"] == before["reconnects"] and after["state"] == "live"
+    during = (after["render_audio_s"] - before["render_audio_s"]) / (after["render_busy_s"] - before["render_busy_s"])
+    assert during >= 0.8 * before["real_time_factor"], f"render {during:.2f}x real time under load, {before}"
