@@ -108,11 +108,12 @@ def decode_mono(path: Path, info: Probe) -> Decoded:
 def decode_start(path: Path, sample_rate: int, seconds: float) -> np.ndarray:
     """At most the first `seconds` of the first audio stream as mono float32 at `sample_rate` (ffmpeg resamples).
 
-    Decoding stops at `seconds`, so a short-looking file that holds hours costs no more than that; BadInput when
-    ffmpeg fails or decodes nothing.
+    Reading stops a second past `seconds`, so a short-looking file that holds hours costs no more than that;
+    BadInput when ffmpeg fails or decodes nothing.
     """
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-t", f"{seconds:.3f}"]
-    cmd += ["-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
+    samples = int(seconds * sample_rate)
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-t", f"{seconds + 1:.3f}", "-i", str(path), "-map", "0:a:0"]
+    cmd += ["-af", f"aresample={sample_rate},atrim=end_sample={samples}", "-ac", "1", "-f", "f32le", "-"]
     proc = subprocess.run(cmd, capture_output=True, timeout=120)
     stderr = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:

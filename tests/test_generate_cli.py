@@ -1,5 +1,7 @@
 """generate.py as a user runs it."""
 
+import subprocess
+
 import numpy as np
 import soundfile as sf
 import torch
@@ -59,6 +61,47 @@ def test_clip_starts_with_the_prime(trained_run, corpus, tmp_path):
         assert len(clip) == 4000 + 1600
         assert np.abs(clip[:4000] - expected).max() < 1 / 2**14  # equal up to 16-bit rounding
     assert torch.tensor(np.abs(clip[:4000]).max()) > 0.01, "the prime is real audio, not silence"
+
+
+def test_a_prime_in_any_format_ffmpeg_decodes_and_a_prime_that_is_not_audio(trained_run, corpus, tmp_path):
+    source = corpus / "demo_000_000.wav"
+    video = tmp_path / "prime.mkv"  # a video's sound, at 44.1 kHz stereo in Opus: resampled and downmixed
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(source),
+            "-t",
+            "1",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            "-c:a",
+            "libopus",
+            str(video),
+        ],
+        check=True,
+    )
+    generate(trained_run, tmp_path / "out", f"prime={video}", "prime_seconds=0.5", "seconds=0.1")
+    clip, rate = sf.read(tmp_path / "out" / "clip_000.wav", dtype="float32")
+    original, _ = sf.read(source, dtype="float32")
+    assert rate == 16000 and len(clip) == 8000 + 1600
+    assert np.corrcoef(clip[:8000], original[:8000])[0, 1] > 0.9, "the clip starts with the prime's sound"
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("la la la\n")
+    proc = run_script(
+        "generate.py",
+        f"checkpoint={trained_run / 'checkpoints' / 'best.pt'}",
+        f"prime={notes}",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"prime={notes}: no media ffmpeg can read" in proc.stdout + proc.stderr
 
 
 def test_missing_and_foreign_checkpoints_fail_clearly(tmp_path):

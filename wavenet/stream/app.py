@@ -81,23 +81,29 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
             "temperature": cfg.temperature,
         }
         if hls is not None:
-            hls.folder.mkdir(parents=True, exist_ok=True)
-            spec = {
-                "workdir": str(workdir.resolve()),
-                "hls": str(hls.folder.resolve()),
-                "background": str(background.resolve()),
-                "checkpoint": str(checkpoint.resolve()),
-                "device": str(device),
-                "backend": cfg.generation.backend,
-            }
-            site = SiteProcess(web, spec, workdir / "site" / "site.json", stop)
-            site.start_and_wait()
+            site = _start_site(web, hls, workdir, background, checkpoint, device, cfg.generation.backend, stop)
         return _go_live(cfg, stop, target, model, station, backlog, renderer, live, workdir, background, hls)
     finally:
         stop.set()  # also when something failed: the render threads and the site end with us
         renderer.join(timeout=60)
         if site is not None:
             site.close()
+
+
+def _start_site(web, hls, workdir, background, checkpoint, device, backend, stop) -> SiteProcess:
+    """The site's process, serving the HLS folder, the backlog and status.json, with its own copy of the model."""
+    hls.folder.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "workdir": str(workdir.resolve()),
+        "hls": str(hls.folder.resolve()),
+        "background": str(background.resolve()),
+        "checkpoint": str(checkpoint.resolve()),
+        "device": str(device),
+        "backend": backend,
+    }
+    site = SiteProcess(web, spec, workdir / "site" / "site.json", stop)
+    site.start_and_wait()
+    return site
 
 
 def _go_live(cfg, stop, target, model, station, backlog, renderer, live, workdir, background, hls) -> dict:
