@@ -15,6 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from wavenet.processes import terminate
 from wavenet.stream.rtmp_server import free_port
 
 PORT_FLAGS = (
@@ -108,13 +109,7 @@ class LocalS3:
                 time.sleep(0.2)  # polling a server that is starting: there is no event to wait on
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout=20)
 
     def __enter__(self) -> "LocalS3":
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from wavenet.errors import UserError
 from wavenet.files import write_text_atomic
+from wavenet.processes import terminate
 from wavenet.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,4 @@ class SiteProcess(threading.Thread):
         self.close()
 
     def close(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
