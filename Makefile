@@ -3,13 +3,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_RUN ?= demo
 
-SYSTEM_PACKAGES := ffmpeg nginx libnginx-mod-rtmp fonts-dejavu-core chromium
+SYSTEM_PACKAGES := ffmpeg nginx libnginx-mod-rtmp fonts-dejavu-core chromium g++ ninja-build
 HLS_JS := 1.7.4
 
 .PHONY: system setup demo test lint bench vendor-hls
 
 # ffmpeg (decoding, the stream), nginx with the RTMP module (the tests' local ingest), a font for the overlay text,
-# and Chromium (the browser the site's tests drive headless).
+# Chromium (the browser the site's tests drive headless), and g++ with ninja (the `cpu` generation backend's C++).
 system:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
 		echo "installing $(SYSTEM_PACKAGES) with apt-get"; \
@@ -24,7 +24,12 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -e '.[dev]'
 	touch $@
 
-setup: system $(VENV)/.installed
+# The `cpu` generation backend's C++ extension, compiled once here (about a minute) rather than at first use.
+.cache/extensions/cpu_step/.built: wavenet/generation/cpu_step.cpp $(VENV)/.installed
+	$(PY) -c "from wavenet.generation.cpu_fused import extension; extension()"
+	touch $@
+
+setup: system $(VENV)/.installed .cache/extensions/cpu_step/.built
 
 # Synthesise, prepare, upload to a local S3 server, train from s3:// (about 6 minutes on 2 CPU cores), generate,
 # and a 30 s preview of the livestream into a recording.

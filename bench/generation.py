@@ -1,22 +1,31 @@
 """Generation speed of every backend: samples/s per stream, aggregate, real-time factor, one table.
 
-    python bench/generation.py                  # CUDA: naive, cached, graph, triton, triton-bf16
+    python bench/generation.py                  # CUDA: naive, cached, graph, triton, triton-bf16, plain
                                                 #   at batch 1, 16, 256 for 20 and 30 layers
-    python bench/generation.py --device cpu --models tiny base --batches 1 16
+    python bench/generation.py --device cpu --models tiny base --batches 1 16 32 --threads 1 2 --json out.json
     python bench/generation.py --device cpu --checkpoint runs/demo/checkpoints/best.pt --batches 1
 
 Each row: an engine primed with a full receptive field of random codes, warmed up (compilation, graph capture
 and the first launches happen there), then timed in steady state, the sample count growing until one timed run
-takes at least --seconds. Ratios are against naive (the full-forward reference) and cached (eager PyTorch).
+takes at least --seconds. Ratios are against naive (the full-forward reference), cached (eager PyTorch) and
+plain: a textbook cached step written here in plain PyTorch (a queue of past inputs per layer, conv weights used
+as they are, Gumbel-max sampling), which is what anyone would write without this project, checked against the
+full forward before it is timed.
 --triton-sweep adds rows triton[-bf16]:S:W, the kernel with S streams per program and W warps, to tune the
 layout that TritonEngine picks by default (1 stream per program below 32 streams, else 16; 8 warps).
 """
 
 import argparse
+import json
+import os
+import platform
+import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.config import model_preset
@@ -29,8 +38,55 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class PlainCachedStep:
+    """The plain PyTorch reference: one cached step the textbook way, for speed comparisons."""
+
+    def __init__(self, model: WaveNet, batch: int):
+        self.model, self.t = model, 0
+        R = model.cfg.residual_channels
+        self.queues = [torch.zeros(layer.dilation, batch, R) for layer in model.layers]  # past inputs per layer
+        self.pending = torch.full((batch,), 128, dtype=torch.long)
+
+    def step(self, codes: torch.Tensor) -> torch.Tensor:
+        x, skips = self.model.embed(codes), 0
+        for layer, queue in zip(self.model.layers, self.queues, strict=True):
+            slot = self.t % layer.dilation
+            w = layer.dilated.weight  # (2G, R, 2): tap 0 sees t - d, tap 1 sees t
+            h = F.linear(queue[slot], w[:, :, 0]) + F.linear(x, w[:, :, 1], layer.dilated.bias)
+            queue[slot] = x
+            filt, gate = h.chunk(2, dim=1)
+            out = F.linear(torch.tanh(filt) * torch.sigmoid(gate), layer.out.weight[:, :, 0], layer.out.bias)
+            residual, skip = out.split(layer.split, dim=1)
+            x, skips = x + residual, skips + skip
+        head = self.model.head
+        h = F.linear(F.relu(skips), head[1].weight[:, :, 0], head[1].bias)
+        self.t += 1
+        return F.linear(F.relu(h), head[3].weight[:, :, 0], head[3].bias)
+
+    def generate(self, n: int) -> torch.Tensor:
+        out = []
+        for _ in range(n):
+            logits = self.step(self.pending)
+            self.pending = (logits - torch.log(-torch.log(torch.rand_like(logits)))).argmax(-1)
+            out.append(self.pending)
+        return torch.stack(out, 1)
+
+    def check(self) -> None:
+        """Teacher-forced logits against the full forward, past the receptive field."""
+        codes = torch.randint(0, self.model.cfg.classes, (self.pending.shape[0], self.model.receptive_field + 8))
+        full = self.model(codes)[:, :, -8:].transpose(1, 2)
+        for s in range(codes.shape[1] - 8):
+            self.step(codes[:, s])
+        logits = torch.stack([self.step(codes[:, s]) for s in range(codes.shape[1] - 8, codes.shape[1])], 1)
+        error = ((logits - full).abs().max() / full.abs().max()).item()
+        assert error < 1e-4, f"the plain reference disagrees with the full forward ({error:.1e})"
+
+
 def make(model: WaveNet, batch: int, variant: str) -> Engine:
     """A backend name, or a Triton layout from --triton-sweep: triton[-bf16]:STREAMS_PER_PROGRAM:WARPS."""
+    if variant == "plain":
+        PlainCachedStep(model, batch).check()
+        return PlainCachedStep(model, batch)
     if ":" not in variant:
         return make_engine(model, batch, variant, temperature=1.0, seed=0)
     from wavenet.generation.triton_kernel import TritonEngine
@@ -45,7 +101,8 @@ def samples_per_second(model: WaveNet, variant: str, batch: int, budget: float) 
     """Aggregate samples/s of one variant in steady state."""
     device = next(model.parameters()).device
     engine = make(model, batch, variant)
-    engine.prime(torch.randint(0, model.cfg.classes, (batch, model.receptive_field + 1), device=device))
+    if variant != "plain":  # the plain reference starts from silence: a step costs the same either way
+        engine.prime(torch.randint(0, model.cfg.classes, (batch, model.receptive_field + 1), device=device))
     engine.generate(2 if variant == "naive" else 128)  # warm-up: compilation, graph capture, first launches
     count = 4
     while True:
@@ -68,6 +125,8 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=None, help="default: 1 16 256 (CUDA), 1 16 (CPU)")
     parser.add_argument("--backends", nargs="+", default=None, help="default: all for the device")
     parser.add_argument("--seconds", type=float, default=2.0, help="wall time per measurement")
+    parser.add_argument("--threads", nargs="+", type=int, default=None, help="CPU: torch thread counts to time")
+    parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     parser.add_argument(
         "--triton-sweep", action="store_true", help="also time Triton layouts: streams per program x warps"
     )
@@ -76,21 +135,45 @@ def main() -> None:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     batches = args.batches or ([1, 16, 256] if cuda else [1, 16])
-    backends = args.backends or (["naive", "cached", "graph", "triton", "triton-bf16"] if cuda else ["naive", "cached"])
+    backends = args.backends or (
+        ["naive", "plain", "cached", "graph", "triton", "triton-bf16"] if cuda else ["naive", "plain", "cached", "cpu"]
+    )
     torch.manual_seed(0)
     if args.checkpoint:
         models = {Path(args.checkpoint).name: model_from_checkpoint(load_checkpoint(args.checkpoint, device), device)}
     else:
         names = args.models or (["base20", "base"] if cuda else ["tiny", "base"])
         models = {name: WaveNet(model_preset(name)).to(device) for name in names}
-    where = torch.cuda.get_device_name(device) if cuda else f"cpu, {torch.get_num_threads()} threads"
-    print(f"{where}, torch {torch.__version__}; weights fp32 unless the backend says bf16")
+    rows = []
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        where = (
+            torch.cuda.get_device_name(device)
+            if cuda
+            else f"cpu ({platform.processor() or 'x86_64'}), {threads} threads"
+        )
+        print(f"{where}, torch {torch.__version__}; weights fp32 unless the backend says bf16")
+        rows += table(models, batches, backends, args, threads)
+    if args.json:
+        record = {
+            "date": date.today().isoformat(),
+            "device": torch.cuda.get_device_name(device) if cuda else f"cpu, {os.cpu_count()} cores",
+            "torch": torch.__version__,
+            "command": "python bench/generation.py " + " ".join(sys.argv[1:]),
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def table(models: dict, batches: list[int], backends: list[str], args, threads: int) -> list[dict]:
+    """Time every variant of every model and batch; print the table; its rows as dicts."""
     header = (
         f"{'model':<8} {'layers':>6} {'batch':>5} {'backend':<17} {'per stream/s':>13} {'aggregate/s':>12} "
-        f"{'x real time':>11} {'vs naive':>9} {'vs cached':>9}"
+        f"{'x real time':>11} {'vs naive':>9} {'vs cached':>9} {'vs plain':>9}"
     )
     print(header)
     print("-" * len(header))
+    rows = []
     for name, model in models.items():
         model.eval()
         cfg = model.cfg
@@ -106,13 +189,28 @@ def main() -> None:
                     for warps in (4, 8, 16)
                 ]
             for backend in variants:
+                if backend == "naive" and len(cfg.dilations) > 20 and batch > 16:
+                    continue  # minutes per row, and nothing to learn from it
                 rates[backend] = rate = samples_per_second(model, backend, batch, args.seconds)
-                ratios = [f"{rate / rates[ref]:>8.1f}x" if ref in rates else f"{'-':>9}" for ref in ("naive", "cached")]
+                refs = ("naive", "cached", "plain")
+                ratios = [f"{rate / rates[ref]:>8.1f}x" if ref in rates else f"{'-':>9}" for ref in refs]
                 print(
                     f"{name:<8} {len(cfg.dilations):>6} {batch:>5} {backend:<17} {rate / batch:>13,.1f} {rate:>12,.0f} "
                     f"{rate / batch / cfg.sample_rate:>11.3f} {' '.join(ratios)}",
                     flush=True,
                 )
+                rows.append(
+                    {
+                        "model": name,
+                        "layers": len(cfg.dilations),
+                        "batch": batch,
+                        "backend": backend,
+                        "threads": threads,
+                        "aggregate_samples_per_s": round(rate, 1),
+                        "real_time_factor_per_stream": round(rate / batch / cfg.sample_rate, 4),
+                    }
+                )
+    return rows
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def continued(model: WaveNet, backend: str, prime: torch.Tensor, lengths: list[i
     return torch.cat([engine.generate(n) for n in lengths], dim=1).cpu()
 
 
-@pytest.mark.parametrize("backend", ["naive", "cached", "device-counter", "triton"])
+@pytest.mark.parametrize("backend", ["naive", "cached", "cpu", "device-counter", "triton"])
 def test_backend_logits_equal_full_forward(small_model, backend):
     """Teacher-forced past the receptive field (31), batch 2, fp32."""
     codes = torch.randint(0, 256, (2, 10 + 40))
@@ -89,20 +89,22 @@ def test_priming_in_one_forward_continues_the_full_forward(small_model, prime_le
     assert teacher_forced_error(small_model, "cached", codes, prime=prime_length) < 1e-5
 
 
-def test_base_model_cached_equals_full_forward():
+@pytest.mark.parametrize("backend", ["cached", "cpu"])
+def test_base_model_cached_equals_full_forward(backend):
     torch.manual_seed(1)
     model = WaveNet(WaveNetConfig()).eval()
     codes = torch.randint(0, 256, (2, model.receptive_field + 60))
-    assert teacher_forced_error(model, "cached", codes, prime=model.receptive_field) < 1e-5
+    assert teacher_forced_error(model, backend, codes, prime=model.receptive_field) < 1e-5
 
 
-@pytest.mark.parametrize("backend", ["naive", "device-counter", "triton"])
+@pytest.mark.parametrize("backend", ["naive", "cpu", "device-counter", "triton"])
 def test_backends_draw_the_cached_engines_samples(small_model, backend):
     """Same seed, fp32: the same codes as cached eager, also when asked for in pieces (64 + 1 + 1 for the graph
     backend's step code: a whole graph's worth, then single steps)."""
     prime = torch.randint(0, 256, (2, 12))
-    expected = continued(small_model, "cached", prime, [66])
-    assert torch.equal(continued(small_model, backend, prime, [20, 46] if backend == "triton" else [65, 1]), expected)
+    pieces = {"triton": [20, 46], "cpu": [30, 256 + 36]}.get(backend, [65, 1])  # cpu: across a noise chunk
+    expected = continued(small_model, "cached", prime, [sum(pieces)])
+    assert torch.equal(continued(small_model, backend, prime, pieces), expected)
 
 
 def test_same_seed_same_audio_other_seed_other_audio(small_model):
@@ -138,8 +140,16 @@ def test_counter_based_noise_draws_from_the_softmax():
         assert torch.allclose(frequencies, torch.softmax(logits[0] / temperature, 0), atol=0.01)
 
 
-def test_auto_is_cached_on_cpu(small_model):
-    assert choose_backend(small_model, 4) == "cached"
+def test_auto_is_the_cpu_backend_on_cpu_and_cached_where_it_cannot_be_built(small_model, tmp_path):
+    assert choose_backend(small_model, 4) == "cpu"
+    script = (
+        "import torch; from wavenet.model import WaveNet, WaveNetConfig; from wavenet.generation import choose_backend;"
+        "print(choose_backend(WaveNet(WaveNetConfig(stacks=1, layers_per_stack=2)), 1))"
+    )
+    env = {**os.environ, "CXX": str(tmp_path / "no-compiler"), "LOFI_WAVENET_BUILD_DIR": str(tmp_path / "build")}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.strip().splitlines()[-1] == "cached", proc.stderr
+    assert "generation backend auto: cached, not cpu" in proc.stderr and "needs g++ and ninja" in proc.stderr
 
 
 def test_backend_mistakes_name_the_option(small_model):

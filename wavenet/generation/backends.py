@@ -2,6 +2,7 @@
 
 import logging
 import time
+from functools import cache
 
 import torch
 
@@ -11,7 +12,7 @@ from wavenet.model import WaveNet
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "naive", "cached", "graph", "triton", "triton-bf16")
+BACKENDS = ("auto", "naive", "cached", "cpu", "graph", "triton", "triton-bf16")
 AUTO_CANDIDATES = ("triton", "graph", "cached")  # on CUDA; exact (fp32) backends only: bf16 is opt-in
 AUTO_TOLERANCE = 1e-4  # relative logit error a candidate may show against the cached eager engine
 _auto_choices: dict[tuple, str] = {}
@@ -33,6 +34,10 @@ def make_engine(
         return NaiveEngine(model, batch_size, temperature, seed, first_stream)
     if backend == "cached":
         return CachedEngine(model, batch_size, temperature, seed, first_stream)
+    if backend == "cpu":
+        from wavenet.generation.cpu_fused import CpuEngine
+
+        return CpuEngine(model, batch_size, temperature, seed, first_stream)
     if backend == "graph":
         from wavenet.generation.graphs import GraphEngine
 
@@ -55,10 +60,11 @@ def check_backend(backend: str) -> None:
 
 
 def choose_backend(model: WaveNet, batch_size: int) -> str:
-    """`cached` on CPU; on CUDA the fastest of AUTO_CANDIDATES whose logits match, measured once per process."""
+    """On CPU `cpu` (the C++ step) where its extension builds, else `cached`; on CUDA the fastest of
+    AUTO_CANDIDATES whose logits match, measured once per process."""
     device = next(model.parameters()).device
     if device.type != "cuda":
-        return "cached"
+        return "cpu" if cpu_extension_builds() else "cached"
     key = (torch.cuda.get_device_name(device), tuple(sorted(model.cfg.to_dict().items())), batch_size)
     if key not in _auto_choices:
         rates = {}
@@ -92,3 +98,16 @@ def measure(model: WaveNet, batch_size: int, backend: str, samples: int = 256) -
     engine.generate(samples)
     torch.cuda.synchronize()
     return samples * batch_size / (time.perf_counter() - start)
+
+
+@cache
+def cpu_extension_builds() -> bool:
+    """Whether the `cpu` backend's C++ extension is (or can be) built here; says why, once, when it cannot."""
+    from wavenet.generation.cpu_fused import extension
+
+    try:
+        extension()
+        return True
+    except UserError as err:
+        log.warning(f"generation backend auto: cached, not cpu ({err})")
+        return False
