@@ -190,6 +190,17 @@ def site_pid(station: Station) -> int | None:
     return None
 
 
+def test_a_port_in_use_stops_the_stream_before_the_model_loads(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = start_stream(tmp_path / "never-loaded.pt", tmp_path / "stream", "sink=web", f"web.port={port}")
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert f"web.host=127.0.0.1 web.port={port} is in use: choose another with web.port=" in out
+
+
 # -- the page in a real browser ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser():

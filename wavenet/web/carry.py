@@ -58,14 +58,14 @@ class CarryQueue:
         return len(self.waiting) >= self.size
 
     def submit(self, job: Job) -> int:
-        """Queue a job; its position (0: next); Busy when `size` jobs already wait."""
+        """Queue a job; how many are ahead of it; Busy when `size` jobs already wait."""
         with self.lock:
             if self.full:
                 raise Busy(f"the station is busy: {len(self.waiting)} clips are waiting. Try again in a minute.")
             self.waiting.append(job)
             self.jobs[job.id] = job
             self.lock.notify()
-            return len(self.waiting) - 1
+            return self.position(job)
 
     def position(self, job: Job) -> int:
         """How many jobs are ahead of a queued one."""

@@ -131,9 +131,8 @@ def make_app(paths: SitePaths, settings: WebSettings, carry: CarryQueue | None, 
     async def track_spectrogram(index: int) -> Response:
         wav, png = paths.backlog / f"track_{index:06d}.wav", paths.thumbs / f"track_{index:06d}.png"
         if not png.is_file():
-            if not wav.is_file():
+            if not await asyncio.to_thread(make_thumbnail, wav, png, thumbs_lock):
                 return error(404, f"track {index} is no longer kept")
-            await asyncio.to_thread(make_thumbnail, wav, png, thumbs_lock)
         return FileResponse(png, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
     @app.post("/api/carry")
@@ -214,9 +213,15 @@ async def receive(request: Request, path: Path, limit: int) -> int:
     return received
 
 
-def make_thumbnail(wav: Path, png: Path, lock: threading.Lock) -> None:
+def make_thumbnail(wav: Path, png: Path, lock: threading.Lock) -> bool:
+    """A track's spectrogram thumbnail, made once; False when the track is gone (pruned from the backlog)."""
     with lock:
-        if not png.is_file():
+        if png.is_file():
+            return True
+        try:
             audio, rate = read_wav(wav)
-            png.parent.mkdir(parents=True, exist_ok=True)
-            write_spectrogram_png(png, audio, rate, size=(320, 80))
+        except UserError:  # the track was pruned from the backlog meanwhile
+            return False
+        png.parent.mkdir(parents=True, exist_ok=True)
+        write_spectrogram_png(png, audio, rate, size=(320, 80))
+        return True
