@@ -1,17 +1,24 @@
-"""The stream's encode alone: the exact ffmpeg command stream.py runs, fed in real time, for each x264 preset.
+"""The stream's encode alone: the exact ffmpeg command stream.py runs, fed in real time, for each variant.
 
-    python bench/stream_encode.py [--seconds 20] [--presets ultrafast veryfast faster]
+    python bench/stream_encode.py [--seconds 20] [--variants preset=veryfast "preset=veryfast,waves_fps=10" ...]
+
+A variant is encoder.* settings (wavenet/stream/encoder.py: preset, tune, fps, waves_fps, video_kbps, ...);
+the default compares today's encode with cheaper ones YouTube's ingest still takes.
 
 Prints, per preset, the wall time for --seconds of audio (1.00x = holds real time), the CPU it took in cores
 (of this machine's), and the headroom left on the machine. Input: a demo track (synthesised if missing).
 """
 
 import argparse
+import json
 import os
 import resource
 import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +27,25 @@ from data_prep.demo_corpus import SAMPLE_RATE, make_corpus
 from wavenet.audio import read_wav
 from wavenet.stream.encoder import EncoderSettings, ffmpeg_args
 from wavenet.stream.picture import draw_default_background, write_now_playing
+
+DEFAULT_VARIANTS = [
+    "preset=veryfast",  # stream.py's default
+    "preset=ultrafast",
+    "preset=veryfast,tune=stillimage",
+    "preset=veryfast,waves_fps=10",
+    "preset=ultrafast,waves_fps=10",
+    "preset=veryfast,fps=15,keyframe_seconds=2",
+]
+
+
+def settings_of(variant: str) -> EncoderSettings:
+    """preset=veryfast,waves_fps=10 -> EncoderSettings, each value typed like the field's default."""
+    defaults, values = EncoderSettings(), {}
+    for pair in variant.split(","):
+        key, value = pair.split("=", 1)
+        kind = type(getattr(defaults, key))
+        values[key] = value if kind in (str, type(None)) else kind(value)
+    return EncoderSettings(**{**asdict(defaults), **values})
 
 
 def children_cpu() -> float:
@@ -30,7 +56,8 @@ def children_cpu() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--presets", nargs="+", default=["ultrafast", "veryfast", "faster"])
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,18 +70,28 @@ def main() -> None:
         now_playing = tmp / "now_playing.txt"
         write_now_playing(now_playing, "lofi-wavenet radio  |  track 1\nbenchmark")
         cores = os.cpu_count() or 1
-        print(f"encode of {args.seconds:g} s: 1280x720 30 fps H.264 CBR 1500k + AAC 128k, -re paced, {cores} cores")
-        print(f"{'preset':<10} {'wall s':>7} {'speed':>7} {'CPU cores':>10} {'headroom':>9}")
-        print("-" * 47)
-        for preset in args.presets:
-            cmd = ffmpeg_args(
-                str(tmp / f"{preset}.flv"), SAMPLE_RATE, background, now_playing, EncoderSettings(preset=preset)
-            )
+        print(f"encode of {args.seconds:g} s: 1280x720 H.264 CBR 1500k + AAC 128k, -re paced, {cores} cores")
+        print(f"{'variant':<40} {'wall s':>7} {'speed':>7} {'CPU cores':>10} {'headroom':>9}")
+        print("-" * 77)
+        rows = []
+        for variant in args.variants:
+            out = tmp / "out.flv"
+            cmd = ffmpeg_args(str(out), SAMPLE_RATE, background, now_playing, settings_of(variant))
             cpu0, start = children_cpu(), time.perf_counter()
             subprocess.run(cmd, input=pcm, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wall = time.perf_counter() - start
             used = (children_cpu() - cpu0) / wall
-            print(f"{preset:<10} {wall:>7.1f} {args.seconds / wall:>6.2f}x {used:>10.2f} {1 - used / cores:>8.0%}")
+            print(f"{variant:<40} {wall:>7.1f} {args.seconds / wall:>6.2f}x {used:>10.2f} {1 - used / cores:>8.0%}")
+            rows.append({"variant": variant, "wall_s": round(wall, 2), "cpu_cores": round(used, 3)})
+    if args.json:
+        record = {
+            "date": date.today().isoformat(),
+            "device": f"cpu, {cores} cores",
+            "command": "python bench/stream_encode.py " + " ".join(sys.argv[1:]),
+            "seconds_of_audio": args.seconds,
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -255,11 +255,14 @@ def test_a_restart_resumes_from_the_backlog_at_once(trained_run, tmp_path):
     first_out = first.communicate(timeout=180)[0]
     assert "rendering the first" in first_out
     position = json.loads((workdir / "backlog" / "position.json").read_text())
+    started = time.time()
     second = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=file", "duration_seconds=4")
     second_out = second.communicate(timeout=180)[0]
     assert second.returncode == 0, second_out
     assert "rendering the first" not in second_out, "it goes live from the backlog, without rendering first"
     assert json.loads((workdir / "backlog" / "position.json").read_text())["track"] >= position["track"]
+    assert status(workdir)["reconnects"] == 0, "the second preview replaces the first recording"
+    assert (workdir / "preview.flv").stat().st_mtime > started, "written by the second run"
 
 
 def test_missing_key_and_unreachable_ingest_fail_before_the_model_loads(tmp_path):

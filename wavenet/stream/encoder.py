@@ -20,6 +20,8 @@ class EncoderSettings:
     fps: int = 30
     keyframe_seconds: float = 2.0
     preset: str = "veryfast"  # x264 speed; the encode must hold real time on 2 cores
+    tune: str | None = None  # x264 tune, e.g. stillimage (the picture barely moves); null: none
+    waves_fps: int | None = None  # the waveform drawn this often, each drawing repeated up to fps; null: fps
     rw_timeout_s: float = 10.0  # a hung ingest ends ffmpeg after this long without progress
 
 
@@ -63,7 +65,8 @@ def ffmpeg_args(
     audio = ffmpeg.input("pipe:0", format="s16le", ar=sample_rate, ac=1, re=None, thread_queue_size=8).audio
     audio = audio.filter("aresample", 44100).filter("aformat", channel_layouts="stereo")
     split = audio.filter_multi_output("asplit")
-    waves = split[1].filter("showwaves", s="1280x240", mode="cline", rate=s.fps, colors="0xffe0c0").filter("fps", s.fps)
+    waves = split[1].filter("showwaves", s="1280x240", mode="cline", rate=s.waves_fps or s.fps, colors="0xffe0c0")
+    waves = waves.filter("fps", s.fps)
     video = (
         ffmpeg.overlay(picture, waves, x=0, y=440, shortest=1)
         .drawtext(
@@ -97,6 +100,7 @@ def ffmpeg_args(
         destination,
         vcodec="libx264",
         preset=s.preset,
+        **({"tune": s.tune} if s.tune else {}),
         r=s.fps,
         g=gop,
         keyint_min=gop,
@@ -114,7 +118,8 @@ def ffmpeg_args(
             **muxer,
         },
     )
-    args = out.compile()  # ["ffmpeg", ...inputs, filters, output options..., destination]
+    # -y: a preview recording replaces the last one (ffmpeg would otherwise refuse, and the supervisor retry forever)
+    args = out.overwrite_output().compile()  # ["ffmpeg", ...inputs, filters, output options..., destination, "-y"]
     return [args[0], "-hide_banner", "-loglevel", "warning", "-nostats", *args[1:]]
 
 
