@@ -46,13 +46,15 @@ class Listeners:
     def __init__(self, window_s: float = LISTENER_WINDOW_S, most: int = 10_000):
         self.seen: dict[str, float] = {}
         self.window_s, self.most = window_s, most
+        self.lock = threading.Lock()  # requests are served from a thread pool
 
     def count(self, listener: str | None) -> int:
         now = time.monotonic()
-        if listener and len(listener) <= 64 and len(self.seen) < self.most:
-            self.seen[listener] = now
-        self.seen = {k: t for k, t in self.seen.items() if now - t <= self.window_s}
-        return len(self.seen)
+        with self.lock:
+            if listener and len(listener) <= 64 and len(self.seen) < self.most:
+                self.seen[listener] = now
+            self.seen = {k: t for k, t in self.seen.items() if now - t <= self.window_s}
+            return len(self.seen)
 
 
 def clean_name(name: str) -> str:
@@ -130,9 +132,8 @@ def make_app(paths: SitePaths, settings: WebSettings, carry: CarryQueue | None, 
     @app.get("/tracks/{index}.png")
     async def track_spectrogram(index: int) -> Response:
         wav, png = paths.backlog / f"track_{index:06d}.wav", paths.thumbs / f"track_{index:06d}.png"
-        if not png.is_file():
-            if not await asyncio.to_thread(make_thumbnail, wav, png, thumbs_lock):
-                return error(404, f"track {index} is no longer kept")
+        if not await asyncio.to_thread(make_thumbnail, wav, png, thumbs_lock):
+            return error(404, f"track {index} is no longer kept")
         return FileResponse(png, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
     @app.post("/api/carry")
@@ -214,10 +215,14 @@ async def receive(request: Request, path: Path, limit: int) -> int:
 
 
 def make_thumbnail(wav: Path, png: Path, lock: threading.Lock) -> bool:
-    """A track's spectrogram thumbnail, made once; False when the track is gone (pruned from the backlog)."""
+    """A track's spectrogram thumbnail, made once per rendering of the track (a new backlog renumbers from 0);
+    False when the track is gone (pruned from the backlog)."""
     with lock:
-        if png.is_file():
-            return True
+        try:
+            if png.stat().st_mtime >= wav.stat().st_mtime:
+                return True
+        except FileNotFoundError:
+            pass
         try:
             audio, rate = read_wav(wav)
         except UserError:  # the track was pruned from the backlog meanwhile
