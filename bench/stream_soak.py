@@ -1,11 +1,12 @@
 """Soak test: run the livestream for N minutes into a local ingest (nginx-rtmp on loopback) and report underruns,
 reconnects, real-time factor and CPU use.
 
-    python bench/stream_soak.py --checkpoint runs/demo/checkpoints/best.pt [--minutes 10] [stream.py overrides ...]
+    python bench/stream_soak.py --checkpoint runs/demo/checkpoints/best.pt [--minutes 10] [--json OUT] [overrides ...]
 
 An underrun is a gap in what the audience gets: a stretch of 0.25 s or more of silence in the audio pulled back
 from the ingest, or pulled audio falling behind the wall clock. CPU use is the stream's process tree
-(python + ffmpeg), in cores, over the whole run.
+(python + ffmpeg), in cores, over the whole run, and split into the encoder (ffmpeg) and the rest (rendering,
+playout). Time to live: from starting stream.py to its first status (the first batch rendered, ffmpeg started).
 """
 
 import argparse
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 from wavenet.stream.rtmp_server import LocalRtmp
@@ -36,6 +38,19 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def encoder_seconds(pid: int) -> float:
+    """CPU seconds of the stream's ffmpeg children (a restarted encoder's predecessors are not counted)."""
+    total = 0.0
+    for proc in children(pid):
+        try:
+            stat = Path(f"/proc/{proc}/stat").read_text()
+            if "(ffmpeg)" in stat:
+                total += sum(int(x) for x in stat.rsplit(")", 1)[1].split()[11:15]) / TICK
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
 def children(pid: int) -> list[int]:
     try:
         kids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -48,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument("overrides", nargs="*", help="extra stream.py overrides (batch_size=..., track_seconds=...)")
     args = parser.parse_args()
     seconds = args.minutes * 60
@@ -64,6 +80,7 @@ def main() -> None:
             f"workdir={workdir}",
             *args.overrides,
         ]
+        launched = time.monotonic()
         stream = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pulled = Path(tmp) / "pulled.aac"
         puller = subprocess.Popen(
@@ -88,9 +105,12 @@ def main() -> None:
             if stream.poll() is not None:
                 raise SystemExit(f"stream.py exited with {stream.returncode}")
             time.sleep(1)
-        start, cpu_start = time.monotonic(), cpu_seconds(stream.pid)
+        start, cpu_start, encode_start = time.monotonic(), cpu_seconds(stream.pid), encoder_seconds(stream.pid)
+        time_to_live = start - launched
         time.sleep(seconds)  # the soak itself
-        cpu = (cpu_seconds(stream.pid) - cpu_start) / (time.monotonic() - start)
+        wall = time.monotonic() - start
+        cpu = (cpu_seconds(stream.pid) - cpu_start) / wall
+        encode = (encoder_seconds(stream.pid) - encode_start) / wall
         status = json.loads((workdir / "status.json").read_text())
         puller.terminate()  # ffmpeg closes its output cleanly on SIGTERM
         puller.wait(timeout=60)
@@ -117,6 +137,7 @@ def main() -> None:
     print(f"{'measure':<34} {'value':>12}")
     print("-" * 47)
     rows = [
+        ("time to live (s)", f"{time_to_live:.1f}"),
         ("audio pulled back (s)", f"{got:.1f}"),
         ("wall time live (s)", f"{seconds:.1f}"),
         ("underruns: silent gaps >= 0.25 s", f"{gaps}"),
@@ -125,9 +146,19 @@ def main() -> None:
         ("fallback (s)", f"{status['fallback_seconds']:.1f}"),
         ("backlog at the end (min)", f"{status['backlog_minutes']:.1f}"),
         ("CPU, stream + ffmpeg (cores)", f"{cpu:.2f}"),
+        ("CPU, of which the encoder (cores)", f"{encode:.2f}"),
     ]
     for name, value in rows:
         print(f"{name:<34} {value:>12}")
+    if args.json:
+        record = {
+            "date": date.today().isoformat(),
+            "device": f"cpu, {os.cpu_count()} cores",
+            "command": "python bench/stream_soak.py " + " ".join(sys.argv[1:]),
+            "figures": dict(rows),
+            "status_at_the_end": status,
+        }
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
