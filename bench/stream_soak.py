@@ -28,27 +28,21 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its children, living and reaped."""
-    total = 0.0
-    for proc in [pid, *children(pid)]:
-        try:
-            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(x) for x in fields[11:15]) / TICK  # utime, stime, cutime, cstime
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
+    return sum(seconds for proc in [pid, *children(pid)] for _, seconds in [process_cpu(proc)])
 
 
 def encoder_seconds(pid: int) -> float:
     """CPU seconds of the stream's ffmpeg children (a restarted encoder's predecessors are not counted)."""
-    total = 0.0
-    for proc in children(pid):
-        try:
-            stat = Path(f"/proc/{proc}/stat").read_text()
-            if "(ffmpeg)" in stat:
-                total += sum(int(x) for x in stat.rsplit(")", 1)[1].split()[11:15]) / TICK
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
+    return sum(seconds for proc in children(pid) for name, seconds in [process_cpu(proc)] if name == "ffmpeg")
+
+
+def process_cpu(pid: int) -> tuple[str, float]:
+    """A process's command name and its utime + stime + cutime + cstime in seconds; ("", 0) once it has ended."""
+    try:
+        name, fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+    except (FileNotFoundError, ProcessLookupError):
+        return "", 0.0
+    return name.split("(", 1)[1], sum(int(x) for x in fields.split()[11:15]) / TICK
 
 
 def children(pid: int) -> list[int]:
