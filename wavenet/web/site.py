@@ -8,7 +8,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -185,7 +185,7 @@ def make_app(paths: SitePaths, settings: WebSettings, carry: CarryQueue | None, 
         job = carry.jobs.get(job_id) if carry and JOB_ID.match(job_id) else None
         if job is None:
             return error(404, "no such continuation (results are kept for a while, then deleted)")
-        state = {k: v for k, v in asdict(job).items() if k in ("id", "state", "progress", "message", "seed", "name")}
+        state = {k: getattr(job, k) for k in ("id", "state", "progress", "message", "seed", "name")}  # not the clip
         state.update(position=carry.position(job), temperature=job.temperature, seconds=job.seconds)
         if job.state == "done":
             prime_s = len(job.clip) / sample_rate
