@@ -1,12 +1,13 @@
 """The stream's encode alone: the exact ffmpeg command stream.py runs, fed in real time, for each variant.
 
-    python bench/stream_encode.py [--seconds 20] [--variants preset=veryfast "preset=veryfast,waves_fps=10" ...]
+    python bench/stream_encode.py [--seconds 20] [--audio TRACK.wav] [--variants preset=superfast "fps=15" ...]
 
 A variant is encoder.* settings (wavenet/stream/encoder.py: preset, tune, fps, waves_fps, video_kbps, ...);
 the default compares today's encode with cheaper ones YouTube's ingest still takes.
 
 Prints, per preset, the wall time for --seconds of audio (1.00x = holds real time), the CPU it took in cores
-(of this machine's), and the headroom left on the machine. Input: a demo track (synthesised if missing).
+(of this machine's), and the headroom left on the machine. Input: --audio (a track the model rendered, e.g. from
+runs/stream/backlog/: its busy waveform costs the encoder more than the demo's music does), else a demo track.
 """
 
 import argparse
@@ -29,12 +30,11 @@ from wavenet.stream.encoder import EncoderSettings, ffmpeg_args
 from wavenet.stream.picture import draw_default_background, write_now_playing
 
 DEFAULT_VARIANTS = [
-    "preset=veryfast",  # stream.py's default
-    "preset=ultrafast",
-    "preset=veryfast,tune=stillimage",
-    "preset=veryfast,waves_fps=10",
-    "preset=ultrafast,waves_fps=10",
-    "preset=veryfast,fps=15,keyframe_seconds=2",
+    "preset=superfast",  # stream.py's default: the fastest preset that keeps High profile (CABAC, B-frames)
+    "preset=veryfast",
+    "preset=ultrafast",  # Constrained Baseline: no CABAC, no B-frames (below what YouTube recommends)
+    "preset=superfast,waves_fps=10",
+    "preset=superfast,fps=15",
 ]
 
 
@@ -57,13 +57,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
+    parser.add_argument("--audio", default=None, help="a mono WAV at 16 kHz to encode (default: a demo track)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_corpus(tmp / "corpus", tracks=1, seed=3, log=lambda *_: None)
-        audio, _ = read_wav(tmp / "corpus" / "demo_003_000.wav")
+        if args.audio is None:
+            make_corpus(tmp / "corpus", tracks=1, seed=3, log=lambda *_: None)
+        audio, rate = read_wav(args.audio or tmp / "corpus" / "demo_003_000.wav")
+        if rate != SAMPLE_RATE:
+            raise SystemExit(f"--audio {args.audio}: {rate} Hz, the stream's input here is {SAMPLE_RATE} Hz")
         audio = np.resize(audio, int(args.seconds * SAMPLE_RATE))
         pcm = (audio * 32767).astype("<i2").tobytes()
         background = draw_default_background(tmp / "background.png")
@@ -89,6 +93,7 @@ def main() -> None:
             "device": f"cpu, {cores} cores",
             "command": "python bench/stream_encode.py " + " ".join(sys.argv[1:]),
             "seconds_of_audio": args.seconds,
+            "audio": args.audio or "demo track 3",
             "rows": rows,
         }
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")

@@ -19,7 +19,7 @@ class EncoderSettings:
     audio_kbps: int = 128
     fps: int = 30
     keyframe_seconds: float = 2.0
-    preset: str = "veryfast"  # x264 speed; the encode must hold real time on 2 cores
+    preset: str = "superfast"  # x264 speed: the fastest that keeps High profile (CABAC, B-frames), as YouTube asks
     tune: str | None = None  # x264 tune, e.g. stillimage (the picture barely moves); null: none
     waves_fps: int | None = None  # the waveform drawn this often, each drawing repeated up to fps; null: fps
     rw_timeout_s: float = 10.0  # a hung ingest ends ffmpeg after this long without progress
@@ -61,7 +61,15 @@ def ffmpeg_args(
     if target is None and hls is None:
         raise ValueError("ffmpeg needs an output: a target, HLS, or both")
     gop = int(s.fps * s.keyframe_seconds)
-    picture = ffmpeg.input(str(background), loop=1, framerate=s.fps).video.filter("scale", 1280, 720)
+    # The picture is decoded and converted once, then repeated: decoding the PNG for every frame cost a third of
+    # the encode (bench/stream_encode.py).
+    picture = (
+        ffmpeg.input(str(background))
+        .video.filter("scale", 1280, 720)
+        .filter("format", "yuv420p")
+        .filter("loop", loop=-1, size=1, start=0)
+        .filter("fps", s.fps)
+    )
     audio = ffmpeg.input("pipe:0", format="s16le", ar=sample_rate, ac=1, re=None, thread_queue_size=8).audio
     audio = audio.filter("aresample", 44100).filter("aformat", channel_layouts="stereo")
     split = audio.filter_multi_output("asplit")
