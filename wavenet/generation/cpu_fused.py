@@ -8,6 +8,7 @@ The extension is compiled once per machine with the compiler torch uses (g++, an
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -77,16 +78,25 @@ class CpuEngine(CachedEngine):
 
     @torch.inference_mode()
     def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
+        """As the cached engine's; the noise of the next chunk is made in a second thread while the extension
+        (which releases the GIL) renders this one, so sampling costs the renderer almost nothing."""
         out = torch.empty(self.batch_size, num_samples, dtype=torch.long)
-        greedy = torch.empty(0)
-        for start in range(0, num_samples, NOISE_CHUNK):
-            steps = min(NOISE_CHUNK, num_samples - start)
-            noise = self._noise(self.index, steps)
-            self.kernel.generate(
-                self.pending, self.t, steps, greedy if noise is None else noise, self.temperature, out, start
-            )
-            self.t += steps
-            self.index += steps
-            if progress is not None:
-                progress(steps)
+        chunks = [(start, min(NOISE_CHUNK, num_samples - start)) for start in range(0, num_samples, NOISE_CHUNK)]
+        with ThreadPoolExecutor(1, thread_name_prefix="noise") as noise_maker:
+            upcoming = noise_maker.submit(self._chunk_noise, self.index, chunks[0][1]) if chunks else None
+            for k, (start, steps) in enumerate(chunks):
+                noise = upcoming.result()
+                if k + 1 < len(chunks):
+                    upcoming = noise_maker.submit(self._chunk_noise, self.index + steps, chunks[k + 1][1])
+                self.kernel.generate(self.pending, self.t, steps, noise, self.temperature, out, start)
+                self.t += steps
+                self.index += steps
+                if progress is not None:
+                    progress(steps)
         return out
+
+    def _chunk_noise(self, first_index: int, steps: int) -> torch.Tensor:
+        """The noise of one chunk for the extension: empty when greedy."""
+        with torch.inference_mode():
+            noise = self._noise(first_index, steps)
+        return torch.empty(0) if noise is None else noise
