@@ -103,6 +103,7 @@ class StreamConfig:
     mode: str = "parallel"  # parallel: batches of tracks into a backlog; direct: one stream generated live
     batch_size: int = 32  # tracks rendered together (parallel mode)
     track_seconds: float = 20.0
+    min_track_seconds: float = 2.0  # a batch ends early, tracks no shorter than this, when the backlog runs low
     crossfade_seconds: float = 1.5
     temperature: float = 1.0
     seed: int = 0  # track n is stream n of this seed: the same backlog every time

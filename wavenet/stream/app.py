@@ -69,6 +69,8 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
         cfg.render_rate_limit,
         cfg.generation.backend,
         GateSettings(**OmegaConf.to_container(cfg.gate)),
+        cfg.crossfade_seconds,
+        cfg.min_track_seconds,
     )
     renderer.start()
     site = None
@@ -123,7 +125,10 @@ def _go_live(cfg, stop, target, model, station, backlog, renderer, live, workdir
         live_renderer.start()
         meter = live_renderer.meter
     if not backlog.indices():
-        log.info(f"rendering the first {cfg.batch_size} tracks of {cfg.track_seconds} s before going live")
+        log.info(
+            f"rendering the first {cfg.batch_size} tracks before going live (shortened to as little as "
+            f"{min(cfg.min_track_seconds, cfg.track_seconds):g} s while the backlog is low, then {cfg.track_seconds:g} s)"
+        )
     warned = 0
     while not backlog.indices() and not stop.is_set():
         if renderer.error:

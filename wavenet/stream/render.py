@@ -1,7 +1,9 @@
 """Rendering ahead of playback, in a background thread.
 
 TrackRenderer (parallel tracks): generate the next B tracks in one batch with the generation engine and put them in
-the backlog, until it holds enough minutes. LiveRenderer (direct): one continuous stream, chunk by chunk, into a
+the backlog, until it holds enough minutes. A batch ends early, with shorter tracks, when finishing it at full
+length would let the backlog run dry: so the first batch is short and the stream goes live soon, and the tracks
+grow back to full length as the backlog fills. LiveRenderer (direct): one continuous stream, chunk by chunk, into a
 queue that the playout drains behind a small jitter buffer.
 """
 
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 from wavenet.audio import mu_law_decode
-from wavenet.generation import generate, make_engine
+from wavenet.generation import make_engine
 from wavenet.model import WaveNet
 from wavenet.progress import Progress
 from wavenet.stream.backlog import Backlog
@@ -23,6 +25,9 @@ from wavenet.stream.gate import GateSettings, judge
 log = logging.getLogger(__name__)
 
 LIVE_STREAM = 2**32 - 1  # the live stream's noise stream number; track n is stream n of the same seed
+PIECE_SECONDS = 0.25  # a batch is generated in pieces of this much audio, deciding after each whether it is done
+MARGIN = 0.8  # the share of the measured render rate counted on when deciding how long a batch may take
+CUSHION_S = 4.0  # airtime kept in hand when a batch ends early: the encoder takes about 3 s at once when it starts
 
 
 class Stopped(Exception):
@@ -70,10 +75,17 @@ class TrackRenderer(threading.Thread):
         rate_limit: float | None = None,
         backend: str = "auto",
         gate: GateSettings | None = None,
+        crossfade_seconds: float = 0.0,
+        min_track_seconds: float | None = None,
     ):
         super().__init__(name="track-renderer", daemon=True)
         self.model, self.backlog, self.batch, self.backend = model, backlog, batch, backend
         self.track_samples = int(track_seconds * backlog.sample_rate)
+        self.min_track_samples = int(
+            (track_seconds if min_track_seconds is None else min_track_seconds) * backlog.sample_rate
+        )
+        self.crossfade_s = crossfade_seconds
+        self.finish_s = 0.0  # how long the last batch took after its generation (the gate, writing the tracks)
         self.temperature, self.seed = temperature, seed
         self.max_backlog_s = max_backlog_minutes * 60
         self.stop = stop
@@ -111,16 +123,8 @@ class TrackRenderer(threading.Thread):
             self.startup = Progress(self.track_samples, f"first {self.batch} tracks", unit="samples")
         start = time.perf_counter()
         self.meter.window_start, self.meter.window_samples = start, 0
-        codes = generate(
-            self.model,
-            self.track_samples,
-            self.batch,
-            self.temperature,
-            seed=self.seed,
-            backend=self.backend,
-            progress=self.after_step,
-            first_stream=first,
-        )
+        codes = self.generate_tracks(first, start)
+        generated = time.perf_counter()
         if self.startup is not None:
             self.startup.close()
             self.startup = None
@@ -135,11 +139,51 @@ class TrackRenderer(threading.Thread):
         self.rendered += len(audio)
         self.dropped += len(dropped)
         # The real-time factor counts the audio that may air, and the gate's time with the rendering.
-        self.meter.add(self.track_samples * (len(audio) - len(dropped)), time.perf_counter() - start)
+        self.meter.add(codes.shape[1] * (len(audio) - len(dropped)), time.perf_counter() - start)
+        self.finish_s = time.perf_counter() - generated
+        shortened = f" ({codes.shape[1] / self.backlog.sample_rate:g} s each: shortened, the backlog was low)"
         log.info(
-            f"rendered tracks {first}-{first + self.batch - 1} at {self.meter.real_time_factor:.2f}x real time; "
-            f"the quality gate dropped {len(dropped)}" + (f": {'; '.join(dropped)}" if dropped else "")
+            f"rendered tracks {first}-{first + self.batch - 1}{shortened if codes.shape[1] < self.track_samples else ''}"
+            f" at {self.meter.real_time_factor:.2f}x real time; the quality gate dropped {len(dropped)}"
+            + (f": {'; '.join(dropped)}" if dropped else "")
         )
+
+    @torch.inference_mode()
+    def generate_tracks(self, first: int, start: float) -> torch.Tensor:
+        """Codes (B, T) of tracks first .. first + B - 1: full length, or shorter when the backlog needs them sooner."""
+        engine = make_engine(self.model, self.batch, self.backend, self.temperature, self.seed, first)
+        piece = max(1, int(PIECE_SECONDS * self.backlog.sample_rate))
+        pieces, made = [], 0
+        while made < self.track_samples:
+            n = min(piece, self.track_samples - made)
+            pieces.append(engine.generate(n, progress=self.after_step))
+            made += n
+            if made < self.track_samples and self.long_enough(made, time.perf_counter() - start):
+                break
+        return torch.cat(pieces, dim=1)
+
+    def long_enough(self, made: int, elapsed: float) -> bool:
+        """Whether to end the batch now, with tracks of `made` samples: the backlog is down to its cushion, and the
+        tracks are long enough that the next batch can be longer still before they have played."""
+        rate = self.backlog.sample_rate
+        if made < self.min_track_samples or elapsed <= 0:
+            return False
+        airing = self.batch * (1 - self.gate.drop_worst_fraction if self.gate.enabled else 1)  # tracks that may air
+        speed = MARGIN * self.batch * made / rate / elapsed  # track seconds rendered per second, all streams
+        if speed <= self.batch / airing:
+            return False  # not faster than real time: shorter tracks would not fill the backlog
+        ahead, cushion = self.airtime_ahead(), CUSHION_S + self.finish_s
+        if ahead > cushion + self.batch * PIECE_SECONDS / speed:
+            return False  # the backlog lasts at least another piece
+        # The next batch as long as this one takes batch * length / speed, and must end before this one's airtime
+        # (each track less its crossfade) and what is ahead now have played, less the cushion.
+        needed = (airing * self.crossfade_s + cushion - ahead) / (airing - self.batch / speed)
+        return made / rate >= needed
+
+    def airtime_ahead(self) -> float:
+        """Seconds of audio rendered and not yet playing, each track counted less its crossfade."""
+        waiting = [i for i in self.backlog.indices() if i > self.playing_track]
+        return max(0.0, self.backlog.seconds_after(self.playing_track + 1) - self.crossfade_s * len(waiting))
 
 
 class LiveRenderer(threading.Thread):
