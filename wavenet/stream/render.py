@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 LIVE_STREAM = 2**32 - 1  # the live stream's noise stream number; track n is stream n of the same seed
 PIECE_SECONDS = 0.25  # a batch is generated in pieces of this much audio, deciding after each whether it is done
 MARGIN = 0.8  # the share of the measured render rate counted on when deciding how long a batch may take
+PRE_LIVE_SHARE = 0.8  # the speed measured before the encoder runs, counted at this share (2 cores: 0.85 beside it)
 CUSHION_S = 4.0  # airtime kept in hand when a batch ends early: the encoder takes about 3 s at once when it starts
 
 
@@ -170,6 +171,8 @@ class TrackRenderer(threading.Thread):
             return False
         airing = self.batch * (1 - self.gate.drop_worst_fraction if self.gate.enabled else 1)  # tracks that may air
         speed = MARGIN * self.batch * made / rate / elapsed  # track seconds rendered per second, all streams
+        if self.startup is not None:
+            speed *= PRE_LIVE_SHARE  # the first batch of a cold start renders before the encoder starts
         if speed <= self.batch / airing:
             return False  # not faster than real time: shorter tracks would not fill the backlog
         ahead, cushion = self.airtime_ahead(), CUSHION_S + self.finish_s
