@@ -6,7 +6,7 @@ DEMO_RUN ?= demo
 SYSTEM_PACKAGES := ffmpeg nginx libnginx-mod-rtmp fonts-dejavu-core chromium g++ ninja-build
 HLS_JS := 1.7.4
 
-.PHONY: system setup demo test lint bench vendor-hls
+.PHONY: system setup demo test lint bench gpu-carry vendor-hls
 
 # ffmpeg (decoding, the stream), nginx with the RTMP module (the tests' local ingest), a font for the overlay text,
 # Chromium (the browser the site's tests drive headless), and g++ with ninja (the `cpu` generation backend's C++).
@@ -44,6 +44,11 @@ lint: setup
 
 bench: setup
 	$(PY) bench/generation.py
+
+# What a bare GPU machine lacks for bench/gpu_check.sh, as wheels in .gpu/wheels (carry .gpu to the device and
+# run `bash bench/gpu_check.sh 1`, then `2`, there: see docs/PERFORMANCE.md).
+gpu-carry: setup
+	$(PY) bench/gpu_carry.py
 
 # The station's page serves hls.js from the package (no CDN): refresh the vendored copy from npm (needs npm).
 vendor-hls:

@@ -1,9 +1,20 @@
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
 from wavenet.audio import mu_law_decode, mu_law_encode, write_wav
 from wavenet.generation import SILENCE_CODE
+
+
+def test_mu_law_gives_torchaudios_codes_and_levels():
+    torchaudio_functional = pytest.importorskip("torchaudio.functional")
+    audio = torch.cat(
+        [torch.linspace(-1, 1, 200_001), 0.01 * torch.randn(100_000, generator=torch.Generator().manual_seed(0))]
+    )
+    assert torch.equal(mu_law_encode(audio), torchaudio_functional.mu_law_encoding(audio.clamp(-1, 1), 256))
+    codes = torch.arange(256)
+    assert torch.equal(mu_law_decode(codes), torchaudio_functional.mu_law_decoding(codes, 256))
 
 
 def test_mu_law_round_trip_and_range():

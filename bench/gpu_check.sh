@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Every GPU path on a bare GPU machine, in two parts of under 10 minutes each; results as JSON and logs in $OUT.
+#
+#   here:        python bench/gpu_carry.py                  (the wheels that machine lacks, into .gpu/wheels)
+#   there:       bash bench/gpu_check.sh 1; bash bench/gpu_check.sh 2    (device run, carry [".gpu"])
+#   dry run:     GPU_CHECK_DRY=1 bash bench/gpu_check.sh 1   (on the CPU, tiny sizes: the plumbing only)
+#
+# Part 1: the gpu tests, bench/generation.py (every backend x batch 1/16/256 x 20/30 layers, beside the plain
+# PyTorch cached step, eager: its CUDA-graph form is still to be added) and bench/train_throughput.py (base, 16 x 16384: the project's step in fp32,
+# bf16, bf16 + compile, beside a plain compiled bf16 loop). Part 2, end to end: train.py on the synthetic corpus
+# for about two minutes, generate.py from its checkpoint, and the stream's renderer with the best GPU backend for
+# 60 s beside a playout that takes audio at real time (no encoder: that machine has no ffmpeg).
+# Each step has its own time limit and its exit status is recorded; a failing step does not stop the others.
+set -uo pipefail
+part=${1:?usage: bench/gpu_check.sh 1|2}
+OUT=${OUT:-runs/gpu-check}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+python=${PYTHON:-python}  # the machine's own Python (its PyTorch); PYTHON=... for a dry run in another environment
+dry=${GPU_CHECK_DRY:-}
+log="$OUT/part$part.log"
+
+note() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
+
+# step NAME SECONDS COMMAND...: run with a limit, output into the part's log, status into steps-partN.jsonl
+step() {
+    local name=$1 limit=$2 start rc
+    shift 2
+    note "$name (at most ${limit} s): $*"
+    start=$(date +%s)
+    timeout "$limit" "$@" >>"$log" 2>&1
+    rc=$?
+    note "$name: exit $rc after $(($(date +%s) - start)) s"
+    printf '{"step": "%s", "exit": %d, "seconds": %d}\n' "$name" "$rc" "$(($(date +%s) - start))" >>"$OUT/steps-part$part.jsonl"
+}
+
+if [ -d .gpu/wheels ]; then
+    step install 120 "$python" -m pip install --no-index --find-links .gpu/wheels \
+        hydra-core omegaconf soundfile ffmpeg-python boto3 pytest
+    step install-torchaudio 60 "$python" -m pip install --no-index --no-deps --find-links .gpu/wheels torchaudio
+fi
+"$python" - <<'EOF' >>"$log" 2>&1
+import platform, torch
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
+print("device", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
+EOF
+
+if [ -n "$dry" ]; then
+    device=cpu models="tiny" batches="1 4" target=512 batch=2 train_model=tiny
+else
+    device=cuda models="base20 base" batches="1 16 256" target=16384 batch=16 train_model=base
+fi
+
+if [ "$part" = 1 ]; then
+    if [ -z "$dry" ]; then
+        step gpu-tests 120 "$python" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" tests/test_generation.py
+    fi
+    step generation 200 "$python" bench/generation.py --device "$device" --models $models --batches $batches \
+        --seconds 0.5 --json "$OUT/generation.json"
+    step train-throughput 150 "$python" bench/train_throughput.py --device "$device" --model "$train_model" \
+        --batch "$batch" --target "$target" --steps 10 --warmup 3 --json "$OUT/train-throughput.json"
+elif [ "$part" = 2 ]; then
+    work=$(mktemp -d)
+    step corpus 60 "$python" -m data_prep.demo_corpus --out "$work/corpus" --tracks 8
+    if [ -n "$dry" ]; then
+        train=(model=tiny train.max_steps=20 train.device=cpu data.target_length=512 data.batch_size=2)
+    else
+        train=(+exp=lofi_base train.max_steps=600 train.val_interval=200 train.sample_interval=600)
+    fi
+    step train 200 "$python" train.py "${train[@]}" data=folder "data.source=$work/corpus" "data.cache_dir=$work/cache" \
+        logger=none name=gpu-check "hydra.run.dir=$work/run"
+    checkpoint=$(ls "$work"/run/checkpoints/last.pt 2>/dev/null || true)
+    cp "$work"/run/metrics.jsonl "$OUT/train-metrics.jsonl" 2>/dev/null
+    if [ -n "$checkpoint" ]; then
+        step generate 90 "$python" generate.py "checkpoint=$checkpoint" num_clips=4 batch_size=4 seconds=4 \
+            "out_dir=$work/clips" "hydra.run.dir=$work/generate"
+        step render 150 "$python" bench/stream_render.py --checkpoint "$checkpoint" --seconds 60 \
+            --json "$OUT/stream-render.json"
+    else
+        note "no checkpoint from train.py: generate and render skipped"
+    fi
+fi
+note "part $part done; results in $OUT"
