@@ -3,13 +3,16 @@
 #
 #   here:        python bench/gpu_carry.py                  (the wheels that machine lacks, into .gpu/wheels)
 #   there:       bash bench/gpu_check.sh 1; bash bench/gpu_check.sh 2    (device run, carry [".gpu"])
-#   dry run:     GPU_CHECK_DRY=1 bash bench/gpu_check.sh 1   (on the CPU, tiny sizes: the plumbing only)
+#   dry run:     PYTHON=<a venv's python> GPU_CHECK_DRY=1 bash bench/gpu_check.sh 1   (CPU, tiny sizes: the
+#                plumbing only; it installs the wheels into that Python, so give it a venv holding only torch,
+#                numpy, scipy, pillow and tqdm, as the GPU image does)
 #
 # Part 1: the gpu tests, bench/generation.py (every backend x batch 1/16/256 x 20/30 layers, beside the plain
-# PyTorch cached step, eager: its CUDA-graph form is still to be added) and bench/train_throughput.py (base, 16 x 16384: the project's step in fp32,
-# bf16, bf16 + compile, beside a plain compiled bf16 loop). Part 2, end to end: train.py on the synthetic corpus
-# for about two minutes, generate.py from its checkpoint, and the stream's renderer with the best GPU backend for
-# 60 s beside a playout that takes audio at real time (no encoder: that machine has no ffmpeg).
+# PyTorch cached step, eager; its CUDA-graph form is still to be added) and bench/train_throughput.py (base,
+# 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside a plain compiled bf16 loop).
+# Part 2, end to end: train.py on the synthetic corpus for about two minutes, generate.py from its checkpoint, and
+# the stream's renderer with the best GPU backend for 60 s beside a playout that takes audio at real time (no
+# encoder: that machine has no ffmpeg).
 # Each step has its own time limit and its exit status is recorded; a failing step does not stop the others.
 set -uo pipefail
 part=${1:?usage: bench/gpu_check.sh 1|2}
