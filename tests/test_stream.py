@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from tests.conftest import ROOT
 from wavenet.stream.backlog import Backlog
@@ -247,6 +248,20 @@ def test_a_generator_slower_than_real_time_falls_back_and_says_so(trained_run, t
     recording = workdir / "preview.flv"
     assert silences(recording, 0.25) == [], "the fallback keeps the audio going"
     assert "renderer behind: replaying" in output
+
+
+def test_a_cold_start_airs_short_tracks_first_and_they_grow_to_full_length_without_a_gap(trained_run, tmp_path):
+    workdir = tmp_path / "stream"
+    small = [o for o in SMALL_STREAM if not o.startswith("track_seconds=")]
+    output, final = run_to_the_end(
+        trained_run, workdir, *small, "track_seconds=12", "min_track_seconds=1", "duration_seconds=30"
+    )
+    lengths = [sf.info(p).duration for p in sorted((workdir / "backlog").glob("track_*.wav"))]
+    assert 1 <= lengths[0] < 12, f"the first batch is cut short so the stream goes live sooner: {lengths}"
+    assert max(lengths) > 2 * lengths[0], f"later batches are longer: {lengths}"
+    assert "shortened, the backlog was low" in output
+    assert final["fallback_seconds"] == 0, "nothing is replayed while the tracks grow"
+    assert silences(workdir / "preview.flv", 0.25) == []
 
 
 def test_a_restart_resumes_from_the_backlog_at_once(trained_run, tmp_path):

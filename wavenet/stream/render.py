@@ -25,9 +25,10 @@ from wavenet.stream.gate import GateSettings, judge
 log = logging.getLogger(__name__)
 
 LIVE_STREAM = 2**32 - 1  # the live stream's noise stream number; track n is stream n of the same seed
-PIECE_SECONDS = 0.25  # a batch is generated in pieces of this much audio, deciding after each whether it is done
+PIECE_SECONDS = 0.25  # a batch is generated in pieces of this much audio; between pieces it may end
 MARGIN = 0.8  # the share of the measured render rate counted on when deciding how long a batch may take
 PRE_LIVE_SHARE = 0.8  # the speed measured before the encoder runs, counted at this share (2 cores: 0.85 beside it)
+CHECK_INTERVAL_S = 0.5  # whether it ends is decided at most this often (a fast engine makes many pieces a second)
 CUSHION_S = 4.0  # airtime kept in hand when a batch ends early: the encoder takes about 3 s at once when it starts
 
 
@@ -154,13 +155,16 @@ class TrackRenderer(threading.Thread):
         """Codes (B, T) of tracks first .. first + B - 1: full length, or shorter when the backlog needs them sooner."""
         engine = make_engine(self.model, self.batch, self.backend, self.temperature, self.seed, first)
         piece = max(1, int(PIECE_SECONDS * self.backlog.sample_rate))
-        pieces, made = [], 0
+        pieces, made, checked = [], 0, start
         while made < self.track_samples:
             n = min(piece, self.track_samples - made)
             pieces.append(engine.generate(n, progress=self.after_step))
             made += n
-            if made < self.track_samples and self.long_enough(made, time.perf_counter() - start):
-                break
+            now = time.perf_counter()
+            if made < self.track_samples and now - checked >= CHECK_INTERVAL_S:  # the check reads the backlog
+                checked = now
+                if self.long_enough(made, now - start):
+                    break
         return torch.cat(pieces, dim=1)
 
     def long_enough(self, made: int, elapsed: float) -> bool:
