@@ -16,16 +16,14 @@ layout that TritonEngine picks by default (1 stream per program below 32 streams
 """
 
 import argparse
-import json
 import os
 import platform
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from records import write_record
 
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.config import model_preset
@@ -155,14 +153,9 @@ def main() -> None:
         print(f"{where}, torch {torch.__version__}; weights fp32 unless the backend says bf16")
         rows += table(models, batches, backends, args, threads)
     if args.json:
-        record = {
-            "date": date.today().isoformat(),
-            "device": torch.cuda.get_device_name(device) if cuda else f"cpu, {os.cpu_count()} cores",
-            "torch": torch.__version__,
-            "command": "python bench/generation.py " + " ".join(sys.argv[1:]),
-            "rows": rows,
-        }
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        write_record(
+            args.json, torch.cuda.get_device_name(device) if cuda else f"cpu, {os.cpu_count()} cores", rows=rows
+        )
 
 
 def table(models: dict, batches: list[int], backends: list[str], args, threads: int) -> list[dict]:

@@ -11,18 +11,16 @@ runs/stream/backlog/: its busy waveform costs the encoder more than the demo's m
 """
 
 import argparse
-import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict
-from datetime import date
 from pathlib import Path
 
 import numpy as np
+from records import write_record
 
 from data_prep.demo_corpus import SAMPLE_RATE, make_corpus
 from wavenet.audio import read_wav
@@ -88,15 +86,8 @@ def main() -> None:
             print(f"{variant:<40} {wall:>7.1f} {args.seconds / wall:>6.2f}x {used:>10.2f} {1 - used / cores:>8.0%}")
             rows.append({"variant": variant, "wall_s": round(wall, 2), "cpu_cores": round(used, 3)})
     if args.json:
-        record = {
-            "date": date.today().isoformat(),
-            "device": f"cpu, {cores} cores",
-            "command": "python bench/stream_encode.py " + " ".join(sys.argv[1:]),
-            "seconds_of_audio": args.seconds,
-            "audio": args.audio or "demo track 3",
-            "rows": rows,
-        }
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        audio = args.audio or "demo track 3"
+        write_record(args.json, f"cpu, {cores} cores", seconds_of_audio=args.seconds, audio=audio, rows=rows)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,14 @@ the playout replayed earlier tracks (parallel), or played anything but live audi
 """
 
 import argparse
-import json
-import platform
 import queue
-import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
+from records import write_record
 
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.device import resolve_device
@@ -105,14 +102,7 @@ def main() -> None:
     for name, value in rows:
         print(f"{name:<30} {value:>16}")
     if args.json:
-        record = {
-            "date": date.today().isoformat(),
-            "device": where,
-            "versions": {"torch": torch.__version__, "python": platform.python_version()},
-            "command": "python bench/stream_render.py " + " ".join(sys.argv[1:]),
-            "figures": dict(rows),
-        }
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        write_record(args.json, where, figures=dict(rows))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+from records import write_record
 
 from wavenet.stream.rtmp_server import LocalRtmp
 
@@ -145,14 +146,7 @@ def main() -> None:
     for name, value in rows:
         print(f"{name:<34} {value:>12}")
     if args.json:
-        record = {
-            "date": date.today().isoformat(),
-            "device": f"cpu, {os.cpu_count()} cores",
-            "command": "python bench/stream_soak.py " + " ".join(sys.argv[1:]),
-            "figures": dict(rows),
-            "status_at_the_end": status,
-        }
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        write_record(args.json, f"cpu, {os.cpu_count()} cores", figures=dict(rows), status_at_the_end=status)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,11 @@ clipping. Prints ms/step, target samples/s and peak memory; ratios against the f
 """
 
 import argparse
-import json
-import platform
-import sys
 import time
-from datetime import date
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from records import write_record
 
 from wavenet.config import model_preset
 from wavenet.model import WaveNet, WaveNetConfig
@@ -109,17 +105,7 @@ def main() -> None:
         if best:
             print(f"the project's best ({best['variant']}) vs {plain['variant']}: {best['vs_plain']:.2f}x")
     if args.json:
-        record = {
-            "date": date.today().isoformat(),
-            "device": name,
-            "versions": {"torch": torch.__version__, "python": platform.python_version()},
-            "command": "python bench/train_throughput.py " + " ".join(sys.argv[1:]),
-            "model": args.model,
-            "batch": args.batch,
-            "target": args.target,
-            "rows": rows,
-        }
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        write_record(args.json, name, model=args.model, batch=args.batch, target=args.target, rows=rows)
 
 
 if __name__ == "__main__":
