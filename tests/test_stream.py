@@ -286,6 +286,7 @@ def test_missing_key_and_unreachable_ingest_fail_before_the_model_loads(tmp_path
     cases = (
         ("sink=youtube", "YOUTUBE_STREAM_KEY"),
         (f"sink=rtmp sink.url=rtmp://127.0.0.1:{free_port()}/live/x", "cannot reach the ingest"),
+        ("sink=file min_track_seconds=0", "min_track_seconds=0: must be above 0"),
     )
     for sink, message in cases:
         proc = subprocess.run(

@@ -45,6 +45,8 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
     check_reachable(target)  # before the model is loaded: a wrong URL fails in a second, not after a minute
     if cfg.mode not in ("parallel", "direct"):
         raise UserError(f"mode={cfg.mode!r}: use parallel (batches of tracks) or direct (one live stream).")
+    if not 0 < cfg.min_track_seconds:
+        raise UserError(f"min_track_seconds={cfg.min_track_seconds:g}: must be above 0 (2 is the default).")
     check_backend(cfg.generation.backend)
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
