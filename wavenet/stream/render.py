@@ -140,12 +140,13 @@ class TrackRenderer(threading.Thread):
                 self.backlog.add(first + i, fade_edges(track, self.backlog.sample_rate))
         self.rendered += len(audio)
         self.dropped += len(dropped)
+        length = codes.shape[1]
         # The real-time factor counts the audio that may air, and the gate's time with the rendering.
-        self.meter.add(codes.shape[1] * (len(audio) - len(dropped)), time.perf_counter() - start)
+        self.meter.add(length * (len(audio) - len(dropped)), time.perf_counter() - start)
         self.finish_s = time.perf_counter() - generated
-        shortened = f" ({codes.shape[1] / self.backlog.sample_rate:g} s each: shortened, the backlog was low)"
+        shortened = f" ({length / self.backlog.sample_rate:g} s each: shortened, the backlog was low)"
         log.info(
-            f"rendered tracks {first}-{first + self.batch - 1}{shortened if codes.shape[1] < self.track_samples else ''}"
+            f"rendered tracks {first}-{first + self.batch - 1}{shortened if length < self.track_samples else ''}"
             f" at {self.meter.real_time_factor:.2f}x real time; the quality gate dropped {len(dropped)}"
             + (f": {'; '.join(dropped)}" if dropped else "")
         )
@@ -170,11 +171,11 @@ class TrackRenderer(threading.Thread):
     def long_enough(self, made: int, elapsed: float) -> bool:
         """Whether to end the batch now, with tracks of `made` samples: the backlog is down to its cushion, and the
         tracks are long enough that the next batch can be longer still before they have played."""
-        rate = self.backlog.sample_rate
+        seconds = made / self.backlog.sample_rate  # each track's length so far
         if made < self.min_track_samples or elapsed <= 0:
             return False
         airing = self.batch * (1 - self.gate.drop_worst_fraction if self.gate.enabled else 1)  # tracks that may air
-        speed = MARGIN * self.batch * made / rate / elapsed  # track seconds rendered per second, all streams
+        speed = MARGIN * self.batch * seconds / elapsed  # track seconds rendered per second, all streams
         if self.startup is not None:
             speed *= PRE_LIVE_SHARE  # the first batch of a cold start renders before the encoder starts
         if speed <= self.batch / airing:
@@ -185,7 +186,7 @@ class TrackRenderer(threading.Thread):
         # The next batch as long as this one takes batch * length / speed, and must end before this one's airtime
         # (each track less its crossfade) and what is ahead now have played, less the cushion.
         needed = (airing * self.crossfade_s + cushion - ahead) / (airing - self.batch / speed)
-        return made / rate >= needed
+        return seconds >= needed
 
     def airtime_ahead(self) -> float:
         """Seconds of audio rendered and not yet playing, each track counted less its crossfade."""
