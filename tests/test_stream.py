@@ -179,7 +179,12 @@ def test_youtube_sink_pulled_back_meets_the_ingest_spec_and_is_never_silent(trai
         YOUTUBE_STREAM_KEY=STREAM_KEY,
     )
     try:
+        wait_for(
+            lambda: status(workdir).get("audio_sent_s", 0) > 0 or proc.poll() is not None, 120, "the stream to go live"
+        )
         pulled = pull(ingest.url("live2", STREAM_KEY), 60, tmp_path / "pulled.flv", timeout=240)
+    except (AssertionError, subprocess.SubprocessError) as failed:
+        raise AssertionError(f"{failed}\nwhat the stream printed:\n{stop(proc)}") from failed
     finally:
         output = stop(proc)
     assert proc.returncode == 0, output
