@@ -4,8 +4,9 @@
     engine.prime(prefix_codes)
     codes = engine.generate(16000)
 
-Backends: naive (the reference), cached (eager PyTorch, CPU or GPU), graph (CUDA graphs), triton and
-triton-bf16 (one fused kernel). `auto` picks the fastest exact one for the device and batch.
+Backends: naive (the reference), cached (eager PyTorch, CPU or GPU), cpu (the cached step in C++), graph (CUDA
+graphs), triton and triton-bf16 (one fused kernel), persistent and persistent-bf16 (weights resident on chip,
+layers spread over SMs). `auto` picks the fastest exact one for the device and batch.
 """
 
 import torch

@@ -12,8 +12,10 @@ from wavenet.model import WaveNet
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "naive", "cached", "cpu", "graph", "triton", "triton-bf16")
-AUTO_CANDIDATES = ("triton", "graph", "cached")  # on CUDA; exact (fp32) backends only: bf16 is opt-in
+BACKENDS = ("auto", "naive", "cached", "cpu", "graph", "triton", "triton-bf16", "persistent", "persistent-bf16")
+# On CUDA; exact (fp32) backends only: bf16 is opt-in. `persistent` joins once a GPU has run it (its blocks wait on
+# one another, so a fault there would hang rather than fail the measurement).
+AUTO_CANDIDATES = ("triton", "graph", "cached")
 AUTO_TOLERANCE = 1e-4  # relative logit error a candidate may show against the cached eager engine
 _auto_choices: dict[tuple, str] = {}
 
@@ -30,6 +32,7 @@ def make_engine(
     check_backend(backend)
     if backend == "auto":
         backend = choose_backend(model, batch_size)
+    weights = torch.bfloat16 if backend.endswith("-bf16") else torch.float32  # the fused kernels' weights
     if backend == "naive":
         return NaiveEngine(model, batch_size, temperature, seed, first_stream)
     if backend == "cached":
@@ -48,8 +51,11 @@ def make_engine(
         except ImportError as err:
             raise UserError(f"generation.backend={backend} needs Triton ({err}); use graph, cached or auto.") from err
 
-        dtype = torch.bfloat16 if backend == "triton-bf16" else torch.float32
-        return TritonEngine(model, batch_size, temperature, seed, first_stream, weight_dtype=dtype)
+        return TritonEngine(model, batch_size, temperature, seed, first_stream, weight_dtype=weights)
+    if backend in ("persistent", "persistent-bf16"):
+        from wavenet.generation.persistent import PersistentEngine
+
+        return PersistentEngine(model, batch_size, temperature, seed, first_stream, weight_dtype=weights)
     raise AssertionError(backend)
 
 

@@ -1,0 +1,182 @@
+"""The persistent backend (wavenet/generation/persistent.py, persistent.cu).
+
+On CPU: the plan fits the H100/H200's limits, the kernel compiles for sm_90 within its registers and shared memory
+with nothing spilled (NVRTC needs no GPU), and the packed weights, read back the way the kernel reads them and run
+through the kernel's dataflow (blocks in turn, the skip sum handed from block to block, the head's hidden units
+split), give the full forward's logits. The `gpu` tests run the kernel itself.
+"""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from tests.test_generation import continued, relative_error, teacher_forced_error
+from wavenet.config import model_preset
+from wavenet.errors import UserError
+from wavenet.generation import make_engine
+from wavenet.generation.engine import CachedEngine
+from wavenet.generation.persistent import (
+    RESERVED_SHARED,
+    SHARED_LIMIT,
+    THREADS,
+    Plan,
+    compiled,
+    launch_groups,
+    pack,
+    plan,
+)
+from wavenet.model import WaveNet, WaveNetConfig
+
+# Odd channel counts (everything padded), eight layers in two stacks.
+ODD = WaveNetConfig(stacks=2, layers_per_stack=4, residual_channels=10, gate_channels=12, skip_channels=40)
+
+
+def test_base_plans_keep_every_layer_on_chip_in_few_blocks():
+    base = model_preset("base")
+    fp32, bf16 = plan(base, 1, torch.float32), plan(base, 1, torch.bfloat16)
+    assert (fp32.layer_blocks, fp32.head_blocks) == (30, 4)  # 144 KB of weights per layer: one layer per SM
+    assert (bf16.layer_blocks, bf16.head_blocks) == (10, 2)  # half the bytes: three layers per SM
+    for p in (fp32, bf16, plan(base, 256, torch.float32), plan(base, 256, torch.bfloat16)):
+        assert p.shared_bytes + RESERVED_SHARED <= SHARED_LIMIT
+        assert [i for block in range(p.layer_blocks) for i in p.layer_range(block)] == list(range(30))
+        assert p.streams_per_pipeline * 32 <= THREADS  # a warp per stream samples
+
+
+def test_a_layer_too_large_for_shared_memory_is_refused_with_what_to_use():
+    huge = WaveNetConfig(residual_channels=256, gate_channels=256, skip_channels=512)
+    with pytest.raises(Exception, match="persistent-bf16, triton or graph"):
+        plan(huge, 1, torch.float32)
+
+
+@pytest.mark.parametrize("weights", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("batch", [1, 16])
+@pytest.mark.parametrize("model", ["base", "odd"])
+def test_kernel_compiles_for_sm90_without_spills_within_the_block_limits(model, batch, weights):
+    cfg = model_preset("base") if model == "base" else ODD
+    p = plan(cfg, batch, weights)
+    kernel = compiled(p, 90)
+    assert kernel.cubin[:4] == b"\x7fELF"
+    assert 0 < kernel.registers <= 255 and kernel.registers * THREADS <= 65536, kernel.log
+    assert kernel.spilled_bytes == 0 and kernel.stack_bytes == 0, kernel.log
+    assert kernel.static_shared_bytes + 1024 <= RESERVED_SHARED  # what the plan keeps free besides its own
+
+
+def test_without_a_gpu_the_backend_says_what_to_use():
+    with pytest.raises(UserError, match="generation.backend=persistent needs a CUDA GPU; use cpu, cached or auto"):
+        make_engine(WaveNet(ODD), 1, "persistent")
+
+
+def test_launch_groups_cover_every_stream_once():
+    for batch, per_launch in [(1, 8), (16, 24), (256, 24), (24, 24)]:
+        groups = launch_groups(batch, per_launch)
+        assert [s for first, n in groups for s in range(first, first + n)] == list(range(batch))
+        assert all(0 < n <= per_launch for _, n in groups)
+
+
+def _read(blob: torch.Tensor, offset: int, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+    size = math.prod(shape) * torch.finfo(dtype).bits // 8
+    return blob[offset : offset + size].view(dtype).float().reshape(shape), offset + size
+
+
+def unpack_layer(blob: torch.Tensor, p: Plan, dtype: torch.dtype) -> list[torch.Tensor]:
+    """persistent.cu's LayerWeights: past_w, now_w (R, 2G), res_w (G, R), skip_w (G, S), then dil_b, res_b."""
+    out, offset = [], 0
+    for shape, kind in [((p.R, 2 * p.G), dtype), ((p.R, 2 * p.G), dtype), ((p.G, p.R), dtype), ((p.G, p.S), dtype)]:
+        part, offset = _read(blob, offset, shape, kind)
+        out.append(part)
+    for shape in [(2 * p.G,), (p.R,)]:
+        part, offset = _read(blob, offset, shape, torch.float32)
+        out.append(part)
+    return out
+
+
+def unpack_head(blob: torch.Tensor, p: Plan, dtype: torch.dtype) -> list[torch.Tensor]:
+    k = p.hidden_per_head_block
+    w1, offset = _read(blob, 0, (p.S, k), dtype)
+    w2, offset = _read(blob, offset, (k, p.C), dtype)
+    b1, _ = _read(blob, offset, (k,), torch.float32)
+    return [w1, w2, b1]
+
+
+def run_like_the_kernel(model: WaveNet, p: Plan, weights: dict, pending: torch.Tensor, forced: torch.Tensor, rings, t0):
+    """The kernel's dataflow on the packed weights (one pipeline): returns the logits of every step, (B, n, C)."""
+    dtype = torch.bfloat16 if p.bf16 else torch.float32
+    layers = [unpack_layer(blob, p, dtype) for blob in weights["layers"]]
+    heads = [unpack_head(blob, p, dtype) for blob in weights["heads"]]
+    G, dilations, code, logits = p.G, model.cfg.dilations, pending, []
+    for s in range(forced.shape[1]):
+        x, skip = weights["embed"][code], 0
+        for block in range(p.layer_blocks):  # one block after another, the skip sum handed on with x
+            own = 0
+            for i in p.layer_range(block):
+                past_w, now_w, res_w, skip_w, dil_b, res_b = layers[i]
+                slot = (t0 + s) % dilations[i]
+                h = dil_b + rings[i][slot] @ past_w + x @ now_w
+                rings[i][slot] = x
+                z = torch.tanh(h[:, :G]) * torch.sigmoid(h[:, G:])
+                if i < p.layers - 1:
+                    x = x + res_b + z @ res_w
+                own = own + z @ skip_w
+            skip = skip + own
+        hidden = torch.relu(skip + weights["skip_b"])
+        step = sum(torch.relu(b1 + hidden @ w1) @ w2 for w1, w2, b1 in heads) + weights["head_b2"]
+        logits.append(step[:, : model.cfg.classes])
+        code = forced[:, s]
+    return torch.stack(logits, dim=1)
+
+
+@pytest.mark.parametrize("weights, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_packed_weights_in_the_kernels_dataflow_give_the_full_forward(weights, tolerance):
+    torch.manual_seed(0)
+    model = WaveNet(ODD).eval()
+    p = plan(ODD, 3, weights, layers_per_block=3, head_blocks=2)  # blocks of 3, 3 and 2 layers; the head in halves
+    assert [len(p.layer_range(block)) for block in range(p.layer_blocks)] == [3, 3, 2]
+    packed = pack(CachedEngine(model, 3), p)
+    codes = torch.randint(0, 256, (3, model.receptive_field + 40))
+    rings = [torch.zeros(d, 3, p.R) for d in ODD.dilations]
+    with torch.no_grad():
+        full = copy.deepcopy(model).double()(codes)[:, :, :-1].transpose(1, 2)  # predictions of codes[1:]
+        first = run_like_the_kernel(model, p, packed, codes[:, 0], codes[:, 1:30], rings, t0=0)
+        rest = run_like_the_kernel(model, p, packed, codes[:, 29], codes[:, 30:], rings, t0=29 % 8)  # a 2nd launch
+    assert relative_error(torch.cat([first, rest], 1).double(), full) < tolerance
+
+
+# The GPU tests: the kernel itself on the benchmark's models.
+
+GPU_MODELS = {"20 layers": WaveNetConfig(stacks=2), "30 layers": WaveNetConfig()}
+
+
+@pytest.fixture(scope="module", params=list(GPU_MODELS))
+def gpu_model(request) -> WaveNet:
+    torch.manual_seed(0)
+    return WaveNet(GPU_MODELS[request.param]).cuda().eval()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 16, 43])  # 43: more than one fp32 launch holds, and a part-filled pipeline
+@pytest.mark.parametrize("backend, tolerance", [("persistent", 1e-5), ("persistent-bf16", 2e-2)])
+def test_gpu_persistent_logits_equal_full_forward(gpu_model, backend, tolerance, batch):
+    codes = torch.randint(0, 256, (batch, gpu_model.receptive_field + 80), device="cuda")
+    assert teacher_forced_error(gpu_model, backend, codes, prime=gpu_model.receptive_field) < tolerance
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 16, 256])
+def test_gpu_persistent_draws_the_cached_engines_samples(gpu_model, batch):
+    prime = torch.randint(0, 256, (batch, 100), device="cuda")
+    expected = continued(gpu_model, "cached", prime, [200])
+    assert torch.equal(continued(gpu_model, "persistent", prime, [130, 70]), expected)
+
+
+@pytest.mark.gpu
+def test_gpu_persistent_noise_index_past_2_to_the_31_continues_the_cached_engine(gpu_model):
+    prime = torch.randint(0, 256, (2, 100), device="cuda")
+    draws = []
+    for backend in ("cached", "persistent"):
+        engine = make_engine(gpu_model, 2, backend, temperature=0.9, seed=5)
+        engine.prime(prime)
+        engine.index = 2**32 - 50  # past 2^31 (37 hours at 16 kHz), and the 32-bit counter wraps within the call
+        draws.append(engine.generate(100).cpu())
+    assert torch.equal(draws[1], draws[0])
