@@ -39,9 +39,10 @@ def engine_for(model: WaveNet, batch: int, backend: str, temperature: float = 1.
 
 
 def teacher_forced_error(model: WaveNet, backend: str, codes: torch.Tensor, prime: int, **options) -> float:
-    """Prime with codes[:, :prime], feed the rest; compare with a float64 full forward on the CPU."""
-    reference = copy.deepcopy(model).cpu().double()
-    full = reference(codes.cpu())[:, :, prime - 1 : -1].transpose(1, 2)  # (B, n, C): predictions of codes[prime:]
+    """Prime with codes[:, :prime], feed the rest; compare with a float64 full forward (on the model's device)."""
+    reference = copy.deepcopy(model).double()
+    with torch.no_grad():
+        full = reference(codes)[:, :, prime - 1 : -1].transpose(1, 2).cpu()  # (B, n, C): predictions of codes[prime:]
     engine = engine_for(model, codes.shape[0], backend, **options)
     engine.prime(codes[:, :prime])
     return relative_error(engine.teacher_forced(codes[:, prime:]).cpu().double(), full)
@@ -105,6 +106,20 @@ def test_backends_draw_the_cached_engines_samples(small_model, backend):
     pieces = {"triton": [20, 46], "cpu": [30, 256 + 36]}.get(backend, [65, 1])  # cpu: across a noise chunk
     expected = continued(small_model, "cached", prime, [sum(pieces)])
     assert torch.equal(continued(small_model, backend, prime, pieces), expected)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+def test_a_noise_index_past_2_to_the_31_draws_the_cached_engines_samples(small_model, backend):
+    """37 hours into a 16 kHz stream the noise index passes 2^31, and at 2^32 its 32-bit form wraps: every backend
+    keeps drawing what the cached engine draws (and the Triton kernel takes the index as an int32 throughout)."""
+    prime = torch.randint(0, 256, (2, 12))
+    draws = []
+    for name in ("cached", backend):
+        engine = engine_for(small_model, 2, name, temperature=0.9, seed=3)
+        engine.prime(prime)
+        engine.index = 2**32 - 30
+        draws.append(engine.generate(60))
+    assert torch.equal(draws[1], draws[0])
 
 
 def test_same_seed_same_audio_other_seed_other_audio(small_model):

@@ -89,7 +89,7 @@ def _wavenet_steps(
     B,
     n,
     t0,  # the pending code's position, modulo the dilations' common period
-    index0,  # the noise index of the first sample, modulo 2**32
+    index0,  # the noise index of the first sample, modulo 2**32, as a signed 32-bit number (its bits are the index's)
     temperature,
     L,
     R: tl.constexpr,
@@ -287,7 +287,7 @@ class TritonEngine(CachedEngine):
             B=self.batch_size,
             n=n,
             t0=self.t % self.period,
-            index0=self.index % 2**32,
+            index0=(self.index + 2**31) % 2**32 - 2**31,  # always an int32: past 2**31 Triton would recompile for int64
             temperature=float(self.temperature),
             L=len(self.dilations),
             **self.layout,
