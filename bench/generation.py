@@ -1,7 +1,7 @@
 """Generation speed of every backend: samples/s per stream, aggregate, real-time factor, one table.
 
-    python bench/generation.py                  # CUDA: naive, cached, graph, triton, triton-bf16, plain
-                                                #   at batch 1, 16, 256 for 20 and 30 layers
+    python bench/generation.py                  # CUDA: naive, plain, plain-graph, cached, graph, triton[-bf16],
+                                                #   persistent[-bf16] at batch 1, 16, 256 for 20 and 30 layers
     python bench/generation.py --device cpu --models tiny base --batches 1 16 32 --threads 1 2 --json out.json
     python bench/generation.py --device cpu --checkpoint runs/demo/checkpoints/best.pt --batches 1
 
@@ -10,7 +10,9 @@ and the first launches happen there), then timed in steady state, the sample cou
 takes at least --seconds. Ratios are against naive (the full-forward reference), cached (eager PyTorch) and
 plain: a textbook cached step written here in plain PyTorch (a queue of past inputs per layer, conv weights used
 as they are, Gumbel-max sampling), which is what anyone would write without this project, checked against the
-full forward before it is timed.
+full forward before it is timed; on CUDA also plain-graph, that step captured 64 at a time in a CUDA graph. A
+backend that fails gets a row saying so, and the others still run (the fused kernels come last: a fault in one
+can leave the GPU unusable for the rest of the process).
 --triton-sweep adds rows triton[-bf16]:S:W, the kernel with S streams per program and W warps, to tune the
 layout that TritonEngine picks by default (1 stream per program below 32 streams, else 16; 8 warps).
 """
@@ -41,37 +43,47 @@ class PlainCachedStep:
 
     def __init__(self, model: WaveNet, batch: int):
         self.model, self.t = model, 0
+        device = next(model.parameters()).device
         R = model.cfg.residual_channels
-        self.queues = [torch.zeros(layer.dilation, batch, R) for layer in model.layers]  # past inputs per layer
-        self.pending = torch.full((batch,), 128, dtype=torch.long)
+        self.queues = [torch.zeros(layer.dilation, batch, R, device=device) for layer in model.layers]  # past inputs
+        self.pending = torch.full((batch,), 128, dtype=torch.long, device=device)
+
+    def _past(self, queue: torch.Tensor) -> torch.Tensor:
+        return queue[self.t % queue.shape[0]]
+
+    def _store(self, queue: torch.Tensor, x: torch.Tensor) -> None:
+        queue[self.t % queue.shape[0]] = x
+
+    def _advance(self) -> None:
+        self.t += 1
 
     def step(self, codes: torch.Tensor) -> torch.Tensor:
         x, skips = self.model.embed(codes), 0
         for layer, queue in zip(self.model.layers, self.queues, strict=True):
-            slot = self.t % layer.dilation
             w = layer.dilated.weight  # (2G, R, 2): tap 0 sees t - d, tap 1 sees t
-            h = F.linear(queue[slot], w[:, :, 0]) + F.linear(x, w[:, :, 1], layer.dilated.bias)
-            queue[slot] = x
+            h = F.linear(self._past(queue), w[:, :, 0]) + F.linear(x, w[:, :, 1], layer.dilated.bias)
+            self._store(queue, x)
             filt, gate = h.chunk(2, dim=1)
             out = F.linear(torch.tanh(filt) * torch.sigmoid(gate), layer.out.weight[:, :, 0], layer.out.bias)
             residual, skip = out.split(layer.split, dim=1)
             x, skips = x + residual, skips + skip
         head = self.model.head
         h = F.linear(F.relu(skips), head[1].weight[:, :, 0], head[1].bias)
-        self.t += 1
+        self._advance()
         return F.linear(F.relu(h), head[3].weight[:, :, 0], head[3].bias)
 
     def generate(self, n: int) -> torch.Tensor:
         out = []
         for _ in range(n):
             logits = self.step(self.pending)
-            self.pending = (logits - torch.log(-torch.log(torch.rand_like(logits)))).argmax(-1)
-            out.append(self.pending)
+            self.pending.copy_((logits - torch.log(-torch.log(torch.rand_like(logits)))).argmax(-1))
+            out.append(self.pending.clone())
         return torch.stack(out, 1)
 
     def check(self) -> None:
         """Teacher-forced logits against the full forward, past the receptive field."""
-        codes = torch.randint(0, self.model.cfg.classes, (self.pending.shape[0], self.model.receptive_field + 8))
+        shape = (self.pending.shape[0], self.model.receptive_field + 8)
+        codes = torch.randint(0, self.model.cfg.classes, shape, device=self.pending.device)
         full = self.model(codes)[:, :, -8:].transpose(1, 2)
         for s in range(codes.shape[1] - 8):
             self.step(codes[:, s])
@@ -80,11 +92,46 @@ class PlainCachedStep:
         assert error < 1e-4, f"the plain reference disagrees with the full forward ({error:.1e})"
 
 
+class PlainGraphStep(PlainCachedStep):
+    """The plain step with its position kept on the device, 64 steps captured in one CUDA graph: how one cuts launch
+    overhead in plain PyTorch without a kernel of one's own."""
+
+    STEPS = 64
+
+    def __init__(self, model: WaveNet, batch: int):
+        super().__init__(model, batch)
+        self.position = torch.zeros(1, dtype=torch.long, device=self.pending.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _past(self, queue: torch.Tensor) -> torch.Tensor:
+        return queue.index_select(0, self.position % queue.shape[0])[0]
+
+    def _store(self, queue: torch.Tensor, x: torch.Tensor) -> None:
+        queue.index_copy_(0, self.position % queue.shape[0], x[None])
+
+    def _advance(self) -> None:
+        self.position += 1
+
+    def generate(self, n: int) -> torch.Tensor:
+        if self.graph is None:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up off the capture, as CUDA graphs ask
+                super().generate(self.STEPS)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = super().generate(self.STEPS)
+        for _ in range(-(-n // self.STEPS)):
+            self.graph.replay()
+        return self.out
+
+
 def make(model: WaveNet, batch: int, variant: str) -> Engine:
     """A backend name, or a Triton layout from --triton-sweep: triton[-bf16]:STREAMS_PER_PROGRAM:WARPS."""
-    if variant == "plain":
+    if variant in ("plain", "plain-graph"):
         PlainCachedStep(model, batch).check()
-        return PlainCachedStep(model, batch)
+        return PlainGraphStep(model, batch) if variant == "plain-graph" else PlainCachedStep(model, batch)
     if ":" not in variant:
         return make_engine(model, batch, variant, temperature=1.0, seed=0)
     from wavenet.generation.triton_kernel import TritonEngine
@@ -99,7 +146,7 @@ def samples_per_second(model: WaveNet, variant: str, batch: int, budget: float) 
     """Aggregate samples/s of one variant in steady state."""
     device = next(model.parameters()).device
     engine = make(model, batch, variant)
-    if variant != "plain":  # the plain reference starts from silence: a step costs the same either way
+    if not variant.startswith("plain"):  # the plain reference starts from silence: a step costs the same either way
         engine.prime(torch.randint(0, model.cfg.classes, (batch, model.receptive_field + 1), device=device))
     engine.generate(2 if variant == "naive" else 128)  # warm-up: compilation, graph capture, first launches
     count = 4
@@ -134,7 +181,9 @@ def main() -> None:
     cuda = device.type == "cuda"
     batches = args.batches or ([1, 16, 256] if cuda else [1, 16])
     backends = args.backends or (
-        ["naive", "plain", "cached", "graph", "triton", "triton-bf16"] if cuda else ["naive", "plain", "cached", "cpu"]
+        ["naive", "plain", "plain-graph", "cached", "graph", "triton", "triton-bf16", "persistent", "persistent-bf16"]
+        if cuda
+        else ["naive", "plain", "cached", "cpu"]
     )
     torch.manual_seed(0)
     if args.checkpoint:
@@ -162,7 +211,7 @@ def table(models: dict, batches: list[int], backends: list[str], args, threads: 
     """Time every variant of every model and batch; print the table; its rows as dicts."""
     header = (
         f"{'model':<8} {'layers':>6} {'batch':>5} {'backend':<17} {'per stream/s':>13} {'aggregate/s':>12} "
-        f"{'x real time':>11} {'vs naive':>9} {'vs cached':>9} {'vs plain':>9}"
+        f"{'x real time':>11} {'vs naive':>9} {'vs cached':>9} {'vs plain':>9} {'vs plain-graph':>14}"
     )
     print(header)
     print("-" * len(header))
@@ -184,9 +233,16 @@ def table(models: dict, batches: list[int], backends: list[str], args, threads: 
             for backend in variants:
                 if backend == "naive" and len(cfg.dilations) > 20 and batch > 16:
                     continue  # minutes per row, and nothing to learn from it
-                rates[backend] = rate = samples_per_second(model, backend, batch, args.seconds)
-                refs = ("naive", "cached", "plain")
-                ratios = [f"{rate / rates[ref]:>8.1f}x" if ref in rates else f"{'-':>9}" for ref in refs]
+                try:
+                    rates[backend] = rate = samples_per_second(model, backend, batch, args.seconds)
+                except Exception as err:  # one backend failing is a result, not the end of the run
+                    print(f"{name:<8} {len(cfg.dilations):>6} {batch:>5} {backend:<17} failed: {err}", flush=True)
+                    rows.append({"model": name, "batch": batch, "backend": backend, "error": str(err)[:500]})
+                    continue
+                refs = {"naive": 9, "cached": 9, "plain": 9, "plain-graph": 14}
+                ratios = [
+                    f"{rate / rates[ref]:>{w - 1}.1f}x" if ref in rates else f"{'-':>{w}}" for ref, w in refs.items()
+                ]
                 print(
                     f"{name:<8} {len(cfg.dilations):>6} {batch:>5} {backend:<17} {rate / batch:>13,.1f} {rate:>12,.0f} "
                     f"{rate / batch / cfg.sample_rate:>11.3f} {' '.join(ratios)}",

@@ -7,9 +7,11 @@
 #                plumbing only; it installs the wheels into that Python, so give it a venv holding only torch,
 #                numpy, scipy, pillow and tqdm, as the GPU image does)
 #
-# Part 1: the gpu tests, bench/generation.py (every backend x batch 1/16/256 x 20/30 layers, beside the plain
-# PyTorch cached step, eager; its CUDA-graph form is still to be added) and bench/train_throughput.py (base,
-# 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside a plain compiled bf16 loop).
+# Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/generation.py (every backend x
+# batch 1/16/256 x 20/30 layers, beside the plain PyTorch cached step, eager and in CUDA graphs) and
+# bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside a plain
+# compiled bf16 loop). Part 1's steps are limited to about 9 minutes in all, part 2's to about 8: with 15 minutes
+# of device time in a session, run part 1 and leave part 2 to another.
 # Part 2, end to end: train.py on the synthetic corpus for about two minutes, generate.py from its checkpoint, and
 # the stream's renderer with the best GPU backend for 60 s beside a playout that takes audio at real time (no
 # encoder: that machine has no ffmpeg).
@@ -57,6 +59,9 @@ fi
 if [ "$part" = 1 ]; then
     if [ -z "$dry" ]; then
         step gpu-tests 120 "$python" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" tests/test_generation.py
+        # the persistent kernel's first run on a GPU: in a process of its own, so that a fault cannot stop the rest
+        step persistent-tests 90 "$python" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT/persistent-tests.xml" \
+            tests/test_persistent.py
     fi
     step generation 200 "$python" bench/generation.py --device "$device" --models $models --batches $batches \
         --seconds 0.5 --json "$OUT/generation.json"
