@@ -35,7 +35,9 @@ def extension():
     folder = BUILD_DIR / "cpu_step"
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        return load("lofi_wavenet_cpu_step", [str(SOURCE)], extra_cflags=["-O3"], build_directory=str(folder))
+        return load(
+            "lofi_wavenet_cpu_step", [str(SOURCE)], extra_cflags=["-O3", "-march=native"], build_directory=str(folder)
+        )
     except (RuntimeError, OSError) as err:
         raise UserError(
             f"generation.backend=cpu could not build its C++ extension ({err}); it needs g++ and ninja "
@@ -44,7 +46,7 @@ def extension():
 
 
 class CpuEngine(CachedEngine):
-    """The cached engine, with its step in C++; exactly the cached engine's logits and samples."""
+    """The cached engine, with its step in C++: its logits to rounding (sums in another order), and its samples."""
 
     name = "cpu"
 
@@ -62,13 +64,12 @@ class CpuEngine(CachedEngine):
             self.dilated_b,
             self.residual_w,
             self.residual_b,
-            self.skip_w.contiguous(),
+            self.skip_w.reshape(-1, self.skip_w.shape[2]).contiguous(),  # (L * G, S): all skips in one product
             self.skip_b,
             self.head_w1,
             self.head_b1,
             self.head_w2,
             self.head_b2,
-            self.gated,
         )
 
     def _step(self, codes: torch.Tensor) -> torch.Tensor:
