@@ -76,3 +76,13 @@ def trained_run(corpus, tmp_path_factory) -> Path:
         cwd=work,
     )
     return work / "runs" / "fixture"
+
+
+GPU_MODELS = {"20 layers": WaveNetConfig(stacks=2), "30 layers": WaveNetConfig()}  # the benchmark's models
+
+
+@pytest.fixture(scope="module", params=list(GPU_MODELS))
+def gpu_model(request) -> WaveNet:
+    """For the `gpu` tests: each benchmark model, randomly initialised, on the device."""
+    torch.manual_seed(0)
+    return WaveNet(GPU_MODELS[request.param]).cuda().eval()

@@ -176,14 +176,6 @@ def test_backend_mistakes_name_the_option(small_model):
 
 # The GPU tests: the benchmark's models on the real device.
 
-GPU_MODELS = {"20 layers": WaveNetConfig(stacks=2), "30 layers": WaveNetConfig()}
-
-
-@pytest.fixture(scope="module", params=list(GPU_MODELS))
-def gpu_model(request) -> WaveNet:
-    torch.manual_seed(0)
-    return WaveNet(GPU_MODELS[request.param]).cuda().eval()
-
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch", [1, 48])

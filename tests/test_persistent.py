@@ -143,15 +143,7 @@ def test_packed_weights_in_the_kernels_dataflow_give_the_full_forward(weights, t
     assert relative_error(torch.cat([first, rest], 1).double(), full) < tolerance
 
 
-# The GPU tests: the kernel itself on the benchmark's models.
-
-GPU_MODELS = {"20 layers": WaveNetConfig(stacks=2), "30 layers": WaveNetConfig()}
-
-
-@pytest.fixture(scope="module", params=list(GPU_MODELS))
-def gpu_model(request) -> WaveNet:
-    torch.manual_seed(0)
-    return WaveNet(GPU_MODELS[request.param]).cuda().eval()
+# The GPU tests (`gpu_model`: the benchmark's 20- and 30-layer models on the device, from conftest.py).
 
 
 @pytest.mark.gpu

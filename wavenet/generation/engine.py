@@ -182,3 +182,36 @@ class CachedEngine(Engine):
 
     def _advance(self) -> None:
         self.t += 1
+
+
+class KernelEngine(CachedEngine):
+    """The cached engine's state and priming, with the steps run by a fused kernel in launches of at most
+    SAMPLES_PER_LAUNCH samples; subclasses define `_launch` and `kernel_classes` (their padded class count)."""
+
+    SAMPLES_PER_LAUNCH = 4096  # progress is reported once per launch
+    kernel_classes: int
+
+    def _launch(self, n: int, out: torch.Tensor, forced: torch.Tensor | None, logits: torch.Tensor | None) -> None:
+        """Run n steps: sample into out (B, n), or with `forced` (B, n) feed those codes and write logits."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
+        out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
+        for start in range(0, num_samples, self.SAMPLES_PER_LAUNCH):
+            n = min(self.SAMPLES_PER_LAUNCH, num_samples - start)
+            chunk = torch.empty(self.batch_size, n, dtype=torch.long, device=self.device)
+            self._launch(n, chunk, None, None)
+            out[:, start : start + n] = chunk
+            self.index += n
+            if progress is not None:
+                progress(n)
+        return out
+
+    @torch.inference_mode()
+    def teacher_forced(self, codes: torch.Tensor) -> torch.Tensor:
+        n = codes.shape[1]
+        forced = codes.to(self.device).long().contiguous()
+        logits = torch.empty(self.batch_size, n, self.kernel_classes, device=self.device)
+        self._launch(n, forced, forced, logits)
+        return logits[:, :, : self.classes]

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from wavenet.errors import UserError
-from wavenet.generation.engine import CachedEngine, Progress
+from wavenet.generation.engine import CachedEngine, KernelEngine
 from wavenet.generation.nvrtc import Compiled, CudaKernel, compile_cuda
 from wavenet.model import WaveNet, WaveNetConfig
 
@@ -32,7 +32,6 @@ MAX_STREAMS_PER_PIPELINE = THREADS // 32  # the sampler gives each stream one wa
 SHARED_LIMIT = 227 * 1024  # shared memory one block may opt into on sm_90 (H100, H200), static included
 RESERVED_SHARED = 1024 + 256  # per block: the system's 1 KB (sm_80+) and the kernel's own static shared memory
 FLAG_STRIDE = 32  # as in persistent.cu: one 128-byte line per flag
-SAMPLES_PER_LAUNCH = 4096  # progress is reported once per launch, after it completes
 
 
 def padded(n: int) -> int:
@@ -198,7 +197,7 @@ class Params(ctypes.Structure):
     _fields_ += [("index0", ctypes.c_uint), ("temperature", ctypes.c_float)]
 
 
-class PersistentEngine(CachedEngine):
+class PersistentEngine(KernelEngine):
     """The cached engine's state and priming, with the steps run by the persistent kernel."""
 
     name = "persistent"
@@ -220,6 +219,7 @@ class PersistentEngine(CachedEngine):
                 f"generation.backend={self.name} needs a CUDA GPU; use cpu, cached or auto on this machine."
             )
         self.plan = plan(model.cfg, batch_size, weight_dtype)
+        self.kernel_classes = self.plan.C
         major, minor = torch.cuda.get_device_capability(self.device)
         if major < 8:
             raise UserError(f"generation.backend={self.name} needs a GPU of compute capability 8.0 or newer")
@@ -282,31 +282,9 @@ class PersistentEngine(CachedEngine):
             )
             pipelines = math.ceil(streams / p.streams_per_pipeline)
             self.kernel.launch(pipelines * p.blocks_per_pipeline, params)
-        if self.error.item():
+        if self.error.item():  # this waits for the kernel: progress counts samples that are done
             raise RuntimeError(
                 f"generation.backend={self.name}: a block of the persistent kernel waited over 2 s for another, and "
                 "the launch was abandoned; use triton or graph, and report this with the GPU's name."
             )
         self.t += n
-
-    @torch.inference_mode()
-    def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
-        out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
-        for start in range(0, num_samples, SAMPLES_PER_LAUNCH):
-            n = min(SAMPLES_PER_LAUNCH, num_samples - start)
-            chunk = torch.empty(self.batch_size, n, dtype=torch.long, device=self.device)
-            self._launch(n, chunk, None, None)
-            out[:, start : start + n] = chunk
-            self.index += n
-            if progress is not None:  # _launch waited for the kernel (its error flag): these samples are done
-                progress(n)
-        return out
-
-    @torch.inference_mode()
-    def teacher_forced(self, codes: torch.Tensor) -> torch.Tensor:
-        n = codes.shape[1]
-        forced = codes.to(self.device).long().contiguous()
-        logits = torch.empty(self.batch_size, n, self.plan.C, device=self.device)
-        out = torch.empty_like(forced)
-        self._launch(n, out, forced, logits)
-        return logits[:, :, : self.classes]

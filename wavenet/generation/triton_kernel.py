@@ -25,11 +25,9 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from wavenet.errors import UserError
-from wavenet.generation.engine import CachedEngine, Progress
+from wavenet.generation.engine import KernelEngine
 from wavenet.generation.sampling import MIX_MULTIPLIERS
 from wavenet.model import WaveNet, WaveNetConfig
-
-SAMPLES_PER_LAUNCH = 4096  # progress is reported once per launch
 
 
 @triton.jit
@@ -214,7 +212,7 @@ def pad(w: torch.Tensor, shape: tuple[int, ...], fill: float = 0.0) -> torch.Ten
     return out
 
 
-class TritonEngine(CachedEngine):
+class TritonEngine(KernelEngine):
     """The cached engine's state and priming, with the steps run by the fused kernel."""
 
     name = "triton"
@@ -240,6 +238,7 @@ class TritonEngine(CachedEngine):
                 " use cached (or auto) on this machine."
             )
         self.layout = kernel_layout(cfg, batch_size, weight_dtype, block_streams)
+        self.kernel_classes = self.layout["C"]
         self.num_warps = num_warps
         self.period = math.lcm(*self.dilations)  # ring slots repeat with this period
         self.ring_rows = torch.tensor(self.ring_offsets, dtype=torch.int32, device=self.device)
@@ -296,24 +295,3 @@ class TritonEngine(CachedEngine):
             num_warps=self.num_warps,
         )
         self.t += n
-
-    @torch.inference_mode()
-    def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
-        out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
-        for start in range(0, num_samples, SAMPLES_PER_LAUNCH):
-            n = min(SAMPLES_PER_LAUNCH, num_samples - start)
-            chunk = torch.empty(self.batch_size, n, dtype=torch.long, device=self.device)
-            self._launch(n, chunk, None, None)
-            out[:, start : start + n] = chunk
-            self.index += n
-            if progress is not None:
-                progress(n)
-        return out
-
-    @torch.inference_mode()
-    def teacher_forced(self, codes: torch.Tensor) -> torch.Tensor:
-        n = codes.shape[1]
-        forced = codes.to(self.device).long().contiguous()
-        logits = torch.empty(self.batch_size, n, self.layout["C"], device=self.device)
-        self._launch(n, forced, forced, logits)
-        return logits[:, :, : self.classes]
