@@ -98,6 +98,19 @@ def test_base_model_cached_equals_full_forward(backend):
     assert teacher_forced_error(model, backend, codes, prime=model.receptive_field) < 1e-5
 
 
+def test_cpu_backend_saturates_its_gates_as_the_full_forward_does():
+    """Pre-activations of +-1000, far past where tanh and sigmoid saturate (biases, so that fp32 and fp64 agree on
+    them): the cpu step's own vectorised exp (16 gate channels fill its vectors) must clamp, not overflow."""
+    torch.manual_seed(0)
+    model = WaveNet(WaveNetConfig(stacks=1, layers_per_stack=4, residual_channels=16, gate_channels=16)).eval()
+    with torch.no_grad():
+        for layer in model.layers:
+            signs = torch.tensor([1.0, -1.0]).repeat(16)  # filter and gate halves, each channel saturated either way
+            layer.dilated.bias.copy_(1000.0 * signs[torch.randperm(32)])
+    codes = torch.randint(0, 256, (2, model.receptive_field + 20))
+    assert teacher_forced_error(model, "cpu", codes, prime=model.receptive_field) < 1e-5
+
+
 @pytest.mark.parametrize("backend", ["naive", "cpu", "device-counter", "triton"])
 def test_backends_draw_the_cached_engines_samples(small_model, backend):
     """Same seed, fp32: the same codes as cached eager, also when asked for in pieces (64 + 1 + 1 for the graph
