@@ -13,6 +13,7 @@ slot t % d holds the input at t - d until it is overwritten by the input at t. A
 exactly what the full forward's left padding feeds the convolution, so the two agree from the first sample.
 """
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -184,12 +185,35 @@ class CachedEngine(Engine):
         self.t += 1
 
 
+def pad(w: torch.Tensor, shape: tuple[int, ...], fill: float = 0.0) -> torch.Tensor:
+    """`w` in the top corner of a tensor of `shape` filled with `fill`: a fused kernel's padded weights."""
+    out = torch.full(shape, fill, dtype=w.dtype, device=w.device)
+    out[tuple(slice(0, n) for n in w.shape)] = w
+    return out
+
+
+def pad_halves(w: torch.Tensor, rows: int, G: int) -> torch.Tensor:
+    """(..., rows0, 2 G0) filter | gate columns -> (..., rows, 2G), the gate half starting at column G."""
+    G0, shape = w.shape[-1] // 2, (*w.shape[:-2], rows, G)
+    return torch.cat([pad(w[..., :G0], shape), pad(w[..., G0:], shape)], dim=-1)
+
+
 class KernelEngine(CachedEngine):
-    """The cached engine's state and priming, with the steps run by a fused kernel in launches of at most
-    SAMPLES_PER_LAUNCH samples; subclasses define `_launch` and `kernel_classes` (their padded class count)."""
+    """The cached engine's state and priming (rings `ring_channels` wide, padded for the kernel), with the steps
+    run by a fused kernel in launches of at most SAMPLES_PER_LAUNCH samples; subclasses define `_launch` and
+    `kernel_classes` (their padded class count)."""
 
     SAMPLES_PER_LAUNCH = 4096  # progress is reported once per launch
     kernel_classes: int
+
+    def __init__(
+        self, model: WaveNet, batch_size: int, temperature: float, seed: int, first_stream: int, ring_channels: int
+    ):
+        self.ring_channels = ring_channels
+        super().__init__(model, batch_size, temperature, seed, first_stream)
+        self.period = math.lcm(*self.dilations)  # ring slots repeat with this period
+        self.ring_rows = torch.tensor(self.ring_offsets, dtype=torch.int32, device=self.device)
+        self.dilations_device = torch.tensor(self.dilations, dtype=torch.int32, device=self.device)
 
     def _launch(self, n: int, out: torch.Tensor, forced: torch.Tensor | None, logits: torch.Tensor | None) -> None:
         """Run n steps: sample into out (B, n), or with `forced` (B, n) feed those codes and write logits."""

@@ -6,7 +6,6 @@ on the stream PyTorch is using. Both come from cuda-bindings and the NVRTC libra
 import ctypes
 import re
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import torch
@@ -32,7 +31,6 @@ def _check(result: tuple, what: str):
     return values[0] if len(values) == 1 else values
 
 
-@cache
 def compile_cuda(source: str, name: str, defines: tuple[tuple[str, int], ...], capability: int) -> Compiled:
     """Compile `source` for sm_<capability> with -D defines; the resource figures come from ptxas's own report."""
     try:

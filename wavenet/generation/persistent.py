@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from wavenet.errors import UserError
-from wavenet.generation.engine import CachedEngine, KernelEngine
+from wavenet.generation.engine import CachedEngine, KernelEngine, pad, pad_halves
 from wavenet.generation.nvrtc import Compiled, CudaKernel, compile_cuda
 from wavenet.model import WaveNet, WaveNetConfig
 
@@ -133,18 +133,6 @@ def compiled(p: Plan, capability: int) -> Compiled:
     return compile_cuda(SOURCE.read_text(), SOURCE.name, defines, capability)
 
 
-def _pad(w: torch.Tensor, shape: tuple[int, ...], fill: float = 0.0) -> torch.Tensor:
-    out = torch.full(shape, fill, dtype=w.dtype, device=w.device)
-    out[tuple(slice(0, n) for n in w.shape)] = w
-    return out
-
-
-def _halves(w: torch.Tensor, rows: int, G: int) -> torch.Tensor:
-    """(rows0, 2 G0) filter | gate columns -> (rows, 2G), the gate half starting at column G."""
-    G0 = w.shape[-1] // 2
-    return torch.cat([_pad(w[..., :G0], (*w.shape[:-2], rows, G)), _pad(w[..., G0:], (*w.shape[:-2], rows, G))], -1)
-
-
 def _blob(parts: list[torch.Tensor], dtype: torch.dtype, floats: list[torch.Tensor], size: int) -> torch.Tensor:
     """Matrices in `dtype`, then float32 vectors, as bytes, zero-padded to `size`."""
     pieces = [p.to(dtype).contiguous().flatten().view(torch.uint8) for p in parts]
@@ -160,12 +148,12 @@ def pack(engine: CachedEngine, p: Plan) -> dict[str, torch.Tensor]:
     R, G, S, C = p.R, p.G, p.S, p.C
     layers = []
     for i in range(p.layers):
-        dilated_b = _halves(engine.dilated_b[i][None, :], 1, G)[0]
-        matrices = [_halves(engine.past_w[i], R, G), _halves(engine.now_w[i], R, G)]
-        matrices += [_pad(engine.residual_w[i], (G, R)), _pad(engine.skip_w[i], (G, S))]
-        layers.append(_blob(matrices, dtype, [dilated_b, _pad(engine.residual_b[i], (R,))], p.layer_bytes))
-    w1, w2 = _pad(engine.head_w1, (S, S)), _pad(engine.head_w2, (S, C))
-    b1, k = _pad(engine.head_b1, (S,)), p.hidden_per_head_block
+        dilated_b = pad_halves(engine.dilated_b[i][None, :], 1, G)[0]
+        matrices = [pad_halves(engine.past_w[i], R, G), pad_halves(engine.now_w[i], R, G)]
+        matrices += [pad(engine.residual_w[i], (G, R)), pad(engine.skip_w[i], (G, S))]
+        layers.append(_blob(matrices, dtype, [dilated_b, pad(engine.residual_b[i], (R,))], p.layer_bytes))
+    w1, w2 = pad(engine.head_w1, (S, S)), pad(engine.head_w2, (S, C))
+    b1, k = pad(engine.head_b1, (S,)), p.hidden_per_head_block
     heads = [
         _blob([w1[:, h * k : (h + 1) * k], w2[h * k : (h + 1) * k]], dtype, [b1[h * k : (h + 1) * k]], p.head_bytes)
         for h in range(p.head_blocks)
@@ -173,9 +161,9 @@ def pack(engine: CachedEngine, p: Plan) -> dict[str, torch.Tensor]:
     return dict(
         layers=torch.stack(layers),
         heads=torch.stack(heads),
-        embed=_pad(engine.embed_w, (engine.classes, R)).float().contiguous(),
-        skip_b=_pad(engine.skip_b, (S,)).float().contiguous(),
-        head_b2=_pad(engine.head_b2, (C,), fill=-1e30).float().contiguous(),
+        embed=pad(engine.embed_w, (engine.classes, R)).float().contiguous(),
+        skip_b=pad(engine.skip_b, (S,)).float().contiguous(),
+        head_b2=pad(engine.head_b2, (C,), fill=-1e30).float().contiguous(),
     )
 
 
@@ -211,8 +199,7 @@ class PersistentEngine(KernelEngine):
         first_stream: int = 0,
         weight_dtype: torch.dtype = torch.float32,
     ):
-        self.ring_channels = padded(model.cfg.residual_channels)
-        super().__init__(model, batch_size, temperature, seed, first_stream)
+        super().__init__(model, batch_size, temperature, seed, first_stream, padded(model.cfg.residual_channels))
         self.name = "persistent-bf16" if weight_dtype == torch.bfloat16 else "persistent"
         if self.device.type != "cuda":
             raise UserError(
@@ -232,10 +219,7 @@ class PersistentEngine(KernelEngine):
             raise UserError(f"generation.backend={self.name}: one pipeline needs {self.plan.blocks_per_pipeline} "
                             f"blocks, more than this GPU holds at once; use triton or graph.")  # fmt: skip
         self.groups = launch_groups(batch_size, pipelines * self.plan.streams_per_pipeline)
-        self.period = math.lcm(*self.dilations)
         self.weights = pack(self, self.plan)
-        self.ring_rows = torch.tensor(self.ring_offsets, dtype=torch.int32, device=self.device)
-        self.dilations_device = torch.tensor(self.dilations, dtype=torch.int32, device=self.device)
         self._workspace(min(pipelines, math.ceil(batch_size / self.plan.streams_per_pipeline)))
 
     def _workspace(self, pipelines: int) -> None:

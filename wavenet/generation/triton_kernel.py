@@ -11,7 +11,6 @@ On a machine without CUDA, set TRITON_INTERPRET=1 before this module is imported
 CPU tensors: that is how the tests check it in CI.
 """
 
-import math
 import os
 import re
 import subprocess
@@ -25,7 +24,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from wavenet.errors import UserError
-from wavenet.generation.engine import KernelEngine
+from wavenet.generation.engine import KernelEngine, pad, pad_halves
 from wavenet.generation.sampling import MIX_MULTIPLIERS
 from wavenet.model import WaveNet, WaveNetConfig
 
@@ -206,12 +205,6 @@ def compile_ahead(layout: dict, weight_dtype: torch.dtype, num_warps: int = 8, c
     )
 
 
-def pad(w: torch.Tensor, shape: tuple[int, ...], fill: float = 0.0) -> torch.Tensor:
-    out = torch.full(shape, fill, dtype=w.dtype, device=w.device)
-    out[tuple(slice(0, n) for n in w.shape)] = w
-    return out
-
-
 class TritonEngine(KernelEngine):
     """The cached engine's state and priming, with the steps run by the fused kernel."""
 
@@ -229,8 +222,7 @@ class TritonEngine(KernelEngine):
         num_warps: int = 8,
     ):
         cfg = model.cfg
-        self.ring_channels = padded(cfg.residual_channels)
-        super().__init__(model, batch_size, temperature, seed, first_stream)
+        super().__init__(model, batch_size, temperature, seed, first_stream, padded(cfg.residual_channels))
         self.name = "triton-bf16" if weight_dtype == torch.bfloat16 else "triton"
         if self.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise UserError(
@@ -240,27 +232,21 @@ class TritonEngine(KernelEngine):
         self.layout = kernel_layout(cfg, batch_size, weight_dtype, block_streams)
         self.kernel_classes = self.layout["C"]
         self.num_warps = num_warps
-        self.period = math.lcm(*self.dilations)  # ring slots repeat with this period
-        self.ring_rows = torch.tensor(self.ring_offsets, dtype=torch.int32, device=self.device)
-        self.dilations_device = torch.tensor(self.dilations, dtype=torch.int32, device=self.device)
         self.weights = self._pack(weight_dtype)
 
     def _pack(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The step matrices, zero-padded to the kernel's sizes; matrices in `dtype`, biases in float32."""
         R, G, S, C = (self.layout[k] for k in "RGSC")
-        L, G0 = len(self.dilations), self.model.cfg.gate_channels
+        L = len(self.dilations)
 
         def taps(w: list[torch.Tensor]) -> torch.Tensor:  # (R0, 2 G0) per layer -> (L, R, 2G), gate half at G
-            stacked = torch.stack(w)
-            both = torch.cat([pad(stacked[:, :, :G0], (L, R, G)), pad(stacked[:, :, G0:], (L, R, G))], dim=2)
-            return both.to(dtype).contiguous()
+            return pad_halves(torch.stack(w), R, G).to(dtype).contiguous()
 
-        dilated_b = torch.stack(self.dilated_b)
         return dict(
             embed_ptr=pad(self.embed_w, (self.classes, R)).float().contiguous(),
             past_w_ptr=taps(self.past_w),
             now_w_ptr=taps(self.now_w),
-            dilated_b_ptr=torch.cat([pad(dilated_b[:, :G0], (L, G)), pad(dilated_b[:, G0:], (L, G))], 1).float(),
+            dilated_b_ptr=pad_halves(torch.stack(self.dilated_b), L, G).float(),
             residual_w_ptr=pad(torch.stack(self.residual_w), (L, G, R)).to(dtype).contiguous(),
             residual_b_ptr=pad(torch.stack(self.residual_b), (L, R)).float().contiguous(),
             skip_w_ptr=pad(self.skip_w, (L, G, S)).to(dtype).contiguous(),
