@@ -121,6 +121,25 @@ def test_backends_draw_the_cached_engines_samples(small_model, backend):
     assert torch.equal(continued(small_model, backend, prime, pieces), expected)
 
 
+@pytest.fixture
+def three_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cpu_backend_in_shards_gives_the_full_forwards_logits_and_the_cached_samples(small_model, three_threads):
+    """Three threads, five streams: shards of 1, 2 and 2 streams, each stepped on its own thread, still give every
+    stream the full forward's logits and the cached engine's draws."""
+    assert [len(range(5)[rows]) for rows in make_engine(small_model, 5, "cpu").shards] == [1, 2, 2]
+    codes = torch.randint(0, 256, (5, 10 + 40))
+    assert teacher_forced_error(small_model, "cpu", codes, prime=10) < 1e-5
+    prime = torch.randint(0, 256, (5, 12))
+    expected = continued(small_model, "cached", prime, [300])
+    assert torch.equal(continued(small_model, "cpu", prime, [30, 256 + 14]), expected)
+
+
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_a_noise_index_past_2_to_the_31_draws_the_cached_engines_samples(small_model, backend):
     """37 hours into a 16 kHz stream the noise index passes 2^31, and at 2^32 its 32-bit form wraps: every backend

@@ -10,6 +10,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -46,7 +47,11 @@ def extension():
 
 
 class CpuEngine(CachedEngine):
-    """The cached engine, with its step in C++: its logits to rounding (sums in another order), and its samples."""
+    """The cached engine, with its step in C++: its logits to rounding (sums in another order), and its samples.
+
+    With more than one thread (torch.get_num_threads()), the streams are split into shards, one per thread, each
+    stepped by a kernel of its own on its own rows: the shards never wait for each other within a run of steps,
+    where splitting each product across threads would meet ~150 times a step."""
 
     name = "cpu"
 
@@ -54,26 +59,32 @@ class CpuEngine(CachedEngine):
         if next(model.parameters()).device.type != "cpu":
             raise UserError("generation.backend=cpu runs on the CPU; on a GPU use graph, triton or auto.")
         super().__init__(model, batch_size, temperature, seed, first_stream)
-        self.kernel = extension().CpuStep(
-            self.ring,
-            list(self.dilations),
-            self.ring_offsets,
-            self.embed_w,
-            self.past_w,
-            self.now_w,
-            self.dilated_b,
-            self.residual_w,
-            self.residual_b,
-            self.skip_w.reshape(-1, self.skip_w.shape[2]).contiguous(),  # (L * G, S): all skips in one product
-            self.skip_b,
-            self.head_w1,
-            self.head_b1,
-            self.head_w2,
-            self.head_b2,
-        )
+        self.shards = shard_rows(batch_size, torch.get_num_threads())
+        skip_w = self.skip_w.reshape(-1, self.skip_w.shape[2]).contiguous()  # (L * G, S): all skips in one product
+        self.kernels = [
+            extension().CpuStep(
+                self.ring[:, rows],
+                list(self.dilations),
+                self.ring_offsets,
+                self.embed_w,
+                self.past_w,
+                self.now_w,
+                self.dilated_b,
+                self.residual_w,
+                self.residual_b,
+                skip_w,
+                self.skip_b,
+                self.head_w1,
+                self.head_b1,
+                self.head_w2,
+                self.head_b2,
+                len(self.shards) == 1,  # one shard: its products may use ATen's threads
+            )
+            for rows in self.shards
+        ]
 
     def _step(self, codes: torch.Tensor) -> torch.Tensor:
-        logits = self.kernel.step(codes, self.t).clone()  # the extension reuses its buffer
+        logits = torch.cat([kernel.step(codes[rows], self.t) for kernel, rows in zip(self.kernels, self.shards)])
         self._advance()
         return logits
 
@@ -83,13 +94,30 @@ class CpuEngine(CachedEngine):
         (which releases the GIL) renders this one, so sampling costs the renderer almost nothing."""
         out = torch.empty(self.batch_size, num_samples, dtype=torch.long)
         chunks = [(start, min(NOISE_CHUNK, num_samples - start)) for start in range(0, num_samples, NOISE_CHUNK)]
-        with ThreadPoolExecutor(1, thread_name_prefix="noise") as noise_maker:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="noise") as noise_maker,
+            ThreadPoolExecutor(len(self.shards), thread_name_prefix="shard") as shard_runner,
+        ):
             upcoming = noise_maker.submit(self._chunk_noise, self.index, chunks[0][1]) if chunks else None
             for k, (start, steps) in enumerate(chunks):
                 noise = upcoming.result()
                 if k + 1 < len(chunks):
                     upcoming = noise_maker.submit(self._chunk_noise, self.index + steps, chunks[k + 1][1])
-                self.kernel.generate(self.pending, self.t, steps, noise, self.temperature, out, start)
+                runs = [
+                    shard_runner.submit(
+                        kernel.generate,
+                        self.pending[rows],
+                        self.t,
+                        steps,
+                        noise[:, rows] if noise.numel() else noise,
+                        self.temperature,
+                        out[rows],
+                        start,
+                    )
+                    for kernel, rows in zip(self.kernels, self.shards)
+                ]
+                for run in runs:
+                    run.result()
                 self.t += steps
                 self.index += steps
                 if progress is not None:
@@ -101,3 +129,10 @@ class CpuEngine(CachedEngine):
         with torch.inference_mode():
             noise = self._noise(first_index, steps)
         return torch.empty(0) if noise is None else noise
+
+
+def shard_rows(batch_size: int, threads: int) -> list[slice]:
+    """The batch's rows split into at most `threads` contiguous shards of nearly equal size."""
+    shards = max(1, min(threads, batch_size))
+    bounds = [batch_size * k // shards for k in range(shards + 1)]
+    return [slice(a, b) for a, b in pairwise(bounds)]

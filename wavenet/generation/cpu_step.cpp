@@ -109,16 +109,17 @@ inline void rows_of_tiles(int64_t rows, const float* a, int64_t lda, const float
 // out = [out +] bias + a @ w [relu] (accumulate: the residual added in place), all float32 and contiguous in their
 // last dimension; out must not overlap a. Columns in blocks of kVectors vectors, each block on one thread of
 // ATen's pool when the product is large enough to pay for it; within a block, rows in tiles of kRows; columns
-// past the last whole vector (sizes that are not a multiple of the vector width) one at a time.
+// past the last whole vector (sizes that are not a multiple of the vector width) one at a time. may_split: false
+// when the caller runs on a thread of its own (a shard of the streams), so that the shards do not share a pool.
 void linear(at::Tensor& out, const at::Tensor& a, const at::Tensor& w, const at::Tensor& bias, bool accumulate,
-            bool relu) {
+            bool relu, bool may_split) {
   const int64_t rows = a.size(0), K = a.size(1), N = w.size(1);
   const float *pa = a.data_ptr<float>(), *pw = w.data_ptr<float>(), *pb = bias.data_ptr<float>();
   float* po = out.data_ptr<float>();
   const int64_t lda = a.stride(0), ldo = out.stride(0), block = kVectors * kWidth, vectors_end = N - N % kWidth;
   const int64_t blocks = (vectors_end + block - 1) / block;
   // Threads pay for themselves on enough arithmetic, or on enough weights to stream (the skip and head products)
-  const bool split = rows * K * block >= (1 << 17) || K * N >= (1 << 16);
+  const bool split = may_split && (rows * K * block >= (1 << 17) || K * N >= (1 << 16));
   const int64_t grain = split ? 1 : std::max<int64_t>(blocks, 1);
   at::parallel_for(0, blocks, grain, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
@@ -148,14 +149,17 @@ void linear(at::Tensor& out, const at::Tensor& a, const at::Tensor& w, const at:
 
 class CpuStep {
  public:
-  // skip_w: (L * G, S), layer-major; the others as the cached engine holds them.
+  // ring: (slots, B, channels), B's rows `channels` apart (a slice of the engine's streams is fine); skip_w:
+  // (L * G, S), layer-major; the others as the cached engine holds them. may_split: whether products may use
+  // ATen's thread pool (false for a shard that runs on a thread of its own).
   CpuStep(at::Tensor ring, std::vector<int64_t> dilations, std::vector<int64_t> offsets, at::Tensor embed,
           std::vector<at::Tensor> past_w, std::vector<at::Tensor> now_w, std::vector<at::Tensor> dilated_b,
           std::vector<at::Tensor> residual_w, std::vector<at::Tensor> residual_b, at::Tensor skip_w,
-          at::Tensor skip_b, at::Tensor head_w1, at::Tensor head_b1, at::Tensor head_w2, at::Tensor head_b2)
+          at::Tensor skip_b, at::Tensor head_w1, at::Tensor head_b1, at::Tensor head_w2, at::Tensor head_b2,
+          bool may_split)
       : ring_(ring), dilations_(dilations), offsets_(offsets), embed_(embed), residual_w_(residual_w),
         residual_b_(residual_b), skip_w_(skip_w), skip_b_(skip_b), head_w1_(head_w1), head_b1_(head_b1),
-        head_w2_(head_w2), head_b2_(head_b2) {
+        head_w2_(head_w2), head_b2_(head_b2), may_split_(may_split) {
     const int64_t batch = ring.size(1), residual = embed.size(1), layers = dilations.size();
     gate_ = residual_w[0].size(0);
     for (size_t i = 0; i < dilations.size(); ++i) {
@@ -181,20 +185,20 @@ class CpuStep {
     const size_t last = dilations_.size() - 1;
     for (size_t i = 0; i < dilations_.size(); ++i) {
       float* slot = ring_[offsets_[i] + t % dilations_[i]].data_ptr<float>();  // (B, ring channels) >= R
-      const int64_t ring_stride = ring_.size(2);
+      const int64_t ring_stride = ring_.stride(1);
       float* taps = taps_.data_ptr<float>();
       for (int64_t b = 0; b < batch; ++b) {  // the input at t - d in, the input at t into the ring
         std::memcpy(taps + b * 2 * R, slot + b * ring_stride, R * sizeof(float));
         std::memcpy(slot + b * ring_stride, taps + b * 2 * R + R, R * sizeof(float));
       }
-      linear(h_, taps_, dilated_w_[i], dilated_b_[i], false, false);
+      linear(h_, taps_, dilated_w_[i], dilated_b_[i], false, false, may_split_);
       at::Tensor z = gated_.narrow(1, i * gate_, gate_);
       gated_units(h_.data_ptr<float>(), batch, gate_, z.data_ptr<float>(), gated_.stride(0));
-      if (i < last) linear(x, z, residual_w_[i], residual_b_[i], true, false);  // x += residual
+      if (i < last) linear(x, z, residual_w_[i], residual_b_[i], true, false, may_split_);  // x += residual
     }
-    linear(skip_, gated_, skip_w_, skip_b_, false, true);
-    linear(hidden_, skip_, head_w1_, head_b1_, false, true);
-    linear(logits_, hidden_, head_w2_, head_b2_, false, false);
+    linear(skip_, gated_, skip_w_, skip_b_, false, true, may_split_);
+    linear(hidden_, skip_, head_w1_, head_b1_, false, true, may_split_);
+    linear(logits_, hidden_, head_w2_, head_b2_, false, false, may_split_);
     return logits_;
   }
 
@@ -224,6 +228,7 @@ class CpuStep {
   std::vector<at::Tensor> dilated_w_, dilated_b_, residual_w_, residual_b_;
   at::Tensor skip_w_, skip_b_, head_w1_, head_b1_, head_w2_, head_b2_;
   int64_t gate_;
+  bool may_split_;
   at::Tensor taps_, h_, gated_, skip_, hidden_, logits_, scaled_;
 };
 
@@ -235,7 +240,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(py::init<at::Tensor, std::vector<int64_t>, std::vector<int64_t>, at::Tensor, std::vector<at::Tensor>,
                     std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
                     std::vector<at::Tensor>, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                    at::Tensor>())
+                    at::Tensor, bool>())
       .def("step", &CpuStep::step, py::call_guard<py::gil_scoped_release>())
       .def("generate", &CpuStep::generate, py::call_guard<py::gil_scoped_release>());
 }
