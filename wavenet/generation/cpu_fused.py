@@ -84,7 +84,9 @@ class CpuEngine(CachedEngine):
         ]
 
     def _step(self, codes: torch.Tensor) -> torch.Tensor:
-        logits = torch.cat([kernel.step(codes[rows], self.t) for kernel, rows in zip(self.kernels, self.shards)])
+        logits = torch.cat(
+            [kernel.step(codes[rows], self.t) for kernel, rows in zip(self.kernels, self.shards, strict=True)]
+        )
         self._advance()
         return logits
 
@@ -114,7 +116,7 @@ class CpuEngine(CachedEngine):
                         out[rows],
                         start,
                     )
-                    for kernel, rows in zip(self.kernels, self.shards)
+                    for kernel, rows in zip(self.kernels, self.shards, strict=True)
                 ]
                 for run in runs:
                     run.result()
