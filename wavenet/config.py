@@ -103,14 +103,14 @@ class StreamConfig:
     mode: str = "parallel"  # parallel: batches of tracks into a backlog; direct: one stream generated live
     batch_size: int = 32  # tracks rendered together (parallel mode)
     track_seconds: float = 20.0
-    min_track_seconds: float = 2.0  # a batch ends early, tracks no shorter than this, when the backlog runs low
+    min_track_seconds: float = 0.75  # a batch ends early, tracks no shorter than this, when the backlog runs low
     crossfade_seconds: float = 1.5
     temperature: float = 1.0
     seed: int = 0  # track n is stream n of this seed: the same backlog every time
     max_backlog_minutes: float = 30.0  # render ahead until this much waits to be played
     keep_played: int = 50  # played tracks kept on disk for the fallback
     jitter_seconds: float = 1.0  # direct mode: live audio buffered before it plays
-    render_threads: int = 1  # CPU threads for rendering; the rest are ffmpeg's
+    render_threads: int = 2  # CPU threads for rendering (the cpu backend: a shard of the tracks each)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     render_rate_limit: float | None = None  # samples/s at most (share a device; or slow it on purpose to test)
     duration_seconds: float | None = None  # stop after this long (a preview); null: until SIGTERM

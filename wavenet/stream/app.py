@@ -46,13 +46,13 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
     if cfg.mode not in ("parallel", "direct"):
         raise UserError(f"mode={cfg.mode!r}: use parallel (batches of tracks) or direct (one live stream).")
     if not 0 < cfg.min_track_seconds:
-        raise UserError(f"min_track_seconds={cfg.min_track_seconds:g}: must be above 0 (2 is the default).")
+        raise UserError(f"min_track_seconds={cfg.min_track_seconds:g}: must be above 0 (0.75 is the default).")
     check_backend(cfg.generation.backend)
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
     device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.render_threads)  # leave the other cores to ffmpeg
+    torch.set_num_threads(cfg.render_threads)
     s3 = S3Settings(**OmegaConf.to_container(cfg.s3))
     checkpoint = Path(local_copy(cfg.checkpoint, cfg.cache_dir, s3))
     ckpt = load_checkpoint(checkpoint, device)

@@ -48,9 +48,13 @@ class Backlog:
         audio, _ = sf.read(self.path(index), dtype="float32")
         return audio
 
+    def lengths_after(self, track: int) -> list[int]:
+        """The samples of each track numbered from `track` on."""
+        return [sf.info(self.path(i)).frames for i in self.indices() if i >= track]
+
     def seconds_after(self, track: int) -> float:
         """Audio waiting to be played: tracks numbered from `track` on."""
-        return sum(sf.info(self.path(i)).frames for i in self.indices() if i >= track) / self.sample_rate
+        return sum(self.lengths_after(track)) / self.sample_rate
 
     def load_position(self) -> dict:
         path = self.folder / "position.json"

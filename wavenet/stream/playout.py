@@ -20,6 +20,14 @@ class Segment:
     offset: int = 0  # the sample of the track the segment starts at (a resumed track starts mid-way)
 
 
+FADE_SHARE = 8  # two tracks overlap by an eighth of the shorter one at most: the first, short ones keep their airtime
+
+
+def crossfade_samples(length: int, crossfade: int) -> int:
+    """How long a track of `length` samples overlaps its neighbour on air: the crossfade, or less if it is short."""
+    return min(crossfade, length // FADE_SHARE)
+
+
 class Playout:
     def __init__(
         self,
@@ -81,7 +89,8 @@ class Playout:
     def _extend(self) -> None:
         audio, segment = self._next_source()
         audio = audio.astype(np.float32)
-        fade = min(self.crossfade, len(audio) // 2, len(self.buffer) - self.pos)
+        previous = len(self.buffer) - self.segments[-1].start if self.segments else 0
+        fade = min(crossfade_samples(min(len(audio), previous), self.crossfade), len(self.buffer) - self.pos)
         if segment.track == -1 or (self.segments and self.segments[-1].track == -1):
             fade = min(fade, int(0.01 * self.rate))  # live audio joins its own past: only de-click
         segment.start = len(self.buffer) - fade

@@ -21,6 +21,7 @@ from wavenet.model import WaveNet
 from wavenet.progress import Progress
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.gate import GateSettings, judge
+from wavenet.stream.playout import crossfade_samples
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,11 @@ class TrackRenderer(threading.Thread):
 
     def render_batch(self) -> None:
         first = self.backlog.next_free_index()
-        if not self.backlog.indices():
-            self.startup = Progress(self.track_samples, f"first {self.batch} tracks", unit="samples")
+        if not self.backlog.indices():  # a cold start: the batch ends as soon as its tracks are long enough
+            seconds = self.min_track_samples / self.backlog.sample_rate
+            self.startup = Progress(
+                self.min_track_samples, f"first {self.batch} tracks, {seconds:g} s each at least", unit="samples"
+            )
         start = time.perf_counter()
         self.meter.window_start, self.meter.window_samples = start, 0
         codes = self.generate_tracks(first, start)
@@ -175,6 +179,7 @@ class TrackRenderer(threading.Thread):
         if made < self.min_track_samples or elapsed <= 0:
             return False
         airing = self.batch * (1 - self.gate.drop_worst_fraction if self.gate.enabled else 1)  # tracks that may air
+        crossfade = self.crossfade_of(made)
         speed = MARGIN * self.batch * seconds / elapsed  # track seconds rendered per second, all streams
         if self.startup is not None:
             speed *= PRE_LIVE_SHARE  # the first batch of a cold start renders before the encoder starts
@@ -185,13 +190,18 @@ class TrackRenderer(threading.Thread):
             return False  # the backlog lasts at least another piece
         # The next batch as long as this one takes batch * length / speed, and must end before this one's airtime
         # (each track less its crossfade) and what is ahead now have played, less the cushion.
-        needed = (airing * self.crossfade_s + cushion - ahead) / (airing - self.batch / speed)
+        needed = (airing * crossfade + cushion - ahead) / (airing - self.batch / speed)
         return seconds >= needed
 
     def airtime_ahead(self) -> float:
         """Seconds of audio rendered and not yet playing, each track counted less its crossfade."""
-        waiting = [i for i in self.backlog.indices() if i > self.playing_track]
-        return max(0.0, self.backlog.seconds_after(self.playing_track + 1) - self.crossfade_s * len(waiting))
+        lengths = self.backlog.lengths_after(self.playing_track + 1)
+        return sum(length - self.crossfade_of(length) for length in lengths) / self.backlog.sample_rate
+
+    def crossfade_of(self, length: int) -> float:
+        """Seconds of a track of `length` samples that overlap the track before it on air."""
+        rate = self.backlog.sample_rate
+        return crossfade_samples(length, int(self.crossfade_s * rate)) / rate
 
 
 class LiveRenderer(threading.Thread):
