@@ -138,6 +138,12 @@ def test_cpu_backend_in_shards_gives_the_full_forwards_logits_and_the_cached_sam
     prime = torch.randint(0, 256, (5, 12))
     expected = continued(small_model, "cached", prime, [300])
     assert torch.equal(continued(small_model, "cpu", prime, [30, 256 + 14]), expected)
+    greedy = []
+    for name in ("cached", "cpu"):
+        engine = engine_for(small_model, 5, name, temperature=0.0)
+        engine.prime(prime)
+        greedy.append(engine.generate(40))
+    assert torch.equal(greedy[1], greedy[0]), "temperature 0: the argmax of the logits"
 
 
 @pytest.mark.parametrize("backend", ["cpu", "triton"])

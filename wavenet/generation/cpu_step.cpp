@@ -1,7 +1,8 @@
 // The cached engine's step in C++, for the CPU: every matmul of a step (both taps of the dilated conv at once,
 // the residual added in place, all layers' skips in one product, the head) in one register-tiled kernel written
-// with GCC vector types (compiled for this machine's SIMD: AVX-512, AVX2, ...), weights read as they are, outputs
-// in buffers allocated once, and the gated units (tanh x sigmoid, from a vectorised exp) in the same vectors.
+// with GCC vector types (compiled for this machine's SIMD: AVX-512, AVX2, ...), weights packed once in column
+// blocks that stream from contiguous memory, outputs in buffers allocated once, the gated units (tanh x sigmoid,
+// from a vectorised exp) in the same vectors, and no ATen call inside a step but the temperature's division.
 // Whole runs of steps (sampling included) run in one call that releases the GIL. The logits differ from the
 // cached engine's by rounding (sums in another order, exp to about 1 ulp): relative error ~1e-7.
 #include <ATen/Parallel.h>
@@ -106,50 +107,80 @@ inline void rows_of_tiles(int64_t rows, const float* a, int64_t lda, const float
                      relu);
 }
 
-// out = [out +] bias + a @ w [relu] (accumulate: the residual added in place), all float32 and contiguous in their
-// last dimension; out must not overlap a. Columns in blocks of kVectors vectors, each block on one thread of
-// ATen's pool when the product is large enough to pay for it; within a block, rows in tiles of kRows; columns
-// past the last whole vector (sizes that are not a multiple of the vector width) one at a time. may_split: false
-// when the caller runs on a thread of its own (a shard of the streams), so that the shards do not share a pool.
-void linear(at::Tensor& out, const at::Tensor& a, const at::Tensor& w, const at::Tensor& bias, bool accumulate,
-            bool relu, bool may_split) {
-  const int64_t rows = a.size(0), K = a.size(1), N = w.size(1);
-  const float *pa = a.data_ptr<float>(), *pw = w.data_ptr<float>(), *pb = bias.data_ptr<float>();
-  float* po = out.data_ptr<float>();
-  const int64_t lda = a.stride(0), ldo = out.stride(0), block = kVectors * kWidth, vectors_end = N - N % kWidth;
+// A weight matrix w (K, N) rearranged for `linear`: its columns in blocks of kVectors vectors (the last block
+// narrower when N is not a multiple), each block's K rows one after another, so that every block's weights stream
+// from contiguous memory. Element (k, j) of the block from j0 (width n = min(block, N - j0)) is at j0 K + k n + j - j0.
+struct Weight {
+  at::Tensor storage;
+  const float* data;
+  int64_t K, N;
+
+  explicit Weight(const at::Tensor& w) : storage(at::empty({w.size(0) * w.size(1)}, w.options())), K(w.size(0)),
+                                          N(w.size(1)) {
+    const at::Tensor src = w.contiguous();
+    const float* from = src.data_ptr<float>();
+    float* to = storage.data_ptr<float>();
+    for (int64_t j0 = 0; j0 < N; j0 += kVectors * kWidth) {
+      const int64_t n = std::min<int64_t>(kVectors * kWidth, N - j0);
+      for (int64_t k = 0; k < K; ++k) std::memcpy(to + j0 * K + k * n, from + k * N + j0, n * sizeof(float));
+    }
+    data = to;
+  }
+};
+
+// out = [out +] bias + a @ w [relu] (accumulate: the residual added in place) for `rows` rows of a (K wide, rows
+// lda apart) and of out (N wide, ldo apart); out must not overlap a. Columns in blocks of kVectors vectors, each
+// block on one thread of ATen's pool when the product is large enough to pay for it and `may_split` (false for a
+// shard that runs on a thread of its own); within a block, rows in tiles of kRows; columns past the last whole
+// vector (sizes that are not a multiple of the vector width) one at a time.
+void linear(float* out, int64_t ldo, const float* a, int64_t lda, int64_t rows, const Weight& w, const float* bias,
+            bool accumulate, bool relu, bool may_split) {
+  const int64_t K = w.K, N = w.N, block = kVectors * kWidth, vectors_end = N - N % kWidth;
   const int64_t blocks = (vectors_end + block - 1) / block;
   // Threads pay for themselves on enough arithmetic, or on enough weights to stream (the skip and head products)
   const bool split = may_split && (rows * K * block >= (1 << 17) || K * N >= (1 << 16));
   const int64_t grain = split ? 1 : std::max<int64_t>(blocks, 1);
   at::parallel_for(0, blocks, grain, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
-      const int64_t j = b * block;
+      const int64_t j = b * block, width = std::min(block, N - j);
       for (int64_t k0 = 0; k0 < K; k0 += kDepth) {  // a (kDepth x block) slice of w stays in L1 for all rows
         const int64_t depth = std::min(kDepth, K - k0);
         const bool first_slice = k0 == 0, last_slice = k0 + depth == K;
-        const float* bias = first_slice ? pb + j : zeros;
-        const float* init = accumulate || !first_slice ? po + j : nullptr;
-        const float *a_k = pa + k0, *w_k = pw + k0 * N + j;
-        if (j + block <= vectors_end)
-          rows_of_tiles<kVectors>(rows, a_k, lda, w_k, N, depth, bias, init, ldo, po + j, ldo, relu && last_slice);
+        const float* b_j = first_slice ? bias + j : zeros;
+        const float* init = accumulate || !first_slice ? out + j : nullptr;
+        const float *a_k = a + k0, *w_k = w.data + j * K + k0 * width;
+        if (width == block)
+          rows_of_tiles<kVectors>(rows, a_k, lda, w_k, width, depth, b_j, init, ldo, out + j, ldo,
+                                  relu && last_slice);
         else
           for (int64_t jj = 0; j + jj < vectors_end; jj += kWidth)
-            rows_of_tiles<1>(rows, a_k, lda, w_k + jj, N, depth, bias + jj, init ? init + jj : nullptr, ldo,
-                             po + j + jj, ldo, relu && last_slice);
+            rows_of_tiles<1>(rows, a_k, lda, w_k + jj, width, depth, b_j + jj, init ? init + jj : nullptr, ldo,
+                             out + j + jj, ldo, relu && last_slice);
       }
     }
   });
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = vectors_end; j < N; ++j) {
-      float sum = (accumulate ? po[r * ldo + j] : 0.f) + pb[j];
-      for (int64_t k = 0; k < K; ++k) sum += pa[r * lda + k] * pw[k * N + j];
-      po[r * ldo + j] = relu && sum < 0 ? 0.f : sum;
+  for (int64_t j = vectors_end; j < N; ++j) {
+    const int64_t j0 = j - j % block, width = std::min(block, N - j0);
+    const float* column = w.data + j0 * K + (j - j0);
+    for (int64_t r = 0; r < rows; ++r) {
+      float sum = (accumulate ? out[r * ldo + j] : 0.f) + bias[j];
+      for (int64_t k = 0; k < K; ++k) sum += a[r * lda + k] * column[k * width];
+      out[r * ldo + j] = relu && sum < 0 ? 0.f : sum;
     }
+  }
+}
+
+// The first index of the largest of n values (a NaN counts as the largest), as torch.argmax picks it.
+int64_t argmax(const float* v, int64_t n) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < n; ++j)
+    if (v[j] > v[best] || (std::isnan(v[j]) && !std::isnan(v[best]))) best = j;
+  return best;
 }
 
 class CpuStep {
  public:
-  // ring: (slots, B, channels), B's rows `channels` apart (a slice of the engine's streams is fine); skip_w:
+  // ring: (slots, B, channels), B's rows ring.stride(1) apart (a slice of the engine's streams is fine); skip_w:
   // (L * G, S), layer-major; the others as the cached engine holds them. may_split: whether products may use
   // ATen's thread pool (false for a shard that runs on a thread of its own).
   CpuStep(at::Tensor ring, std::vector<int64_t> dilations, std::vector<int64_t> offsets, at::Tensor embed,
@@ -157,48 +188,36 @@ class CpuStep {
           std::vector<at::Tensor> residual_w, std::vector<at::Tensor> residual_b, at::Tensor skip_w,
           at::Tensor skip_b, at::Tensor head_w1, at::Tensor head_b1, at::Tensor head_w2, at::Tensor head_b2,
           bool may_split)
-      : ring_(ring), dilations_(dilations), offsets_(offsets), embed_(embed), residual_w_(residual_w),
-        residual_b_(residual_b), skip_w_(skip_w), skip_b_(skip_b), head_w1_(head_w1), head_b1_(head_b1),
-        head_w2_(head_w2), head_b2_(head_b2), may_split_(may_split) {
-    const int64_t batch = ring.size(1), residual = embed.size(1), layers = dilations.size();
+      : ring_(ring), dilations_(dilations), offsets_(offsets), embed_(embed.contiguous()), skip_w_(skip_w),
+        skip_b_(skip_b.contiguous()), head_w1_(head_w1), head_b1_(head_b1.contiguous()), head_w2_(head_w2),
+        head_b2_(head_b2.contiguous()), may_split_(may_split) {
+    TORCH_CHECK(ring.stride(2) == 1, "CpuStep: the ring's channels must be contiguous");
+    batch_ = ring.size(1);
+    residual_ = embed.size(1);
     gate_ = residual_w[0].size(0);
+    classes_ = head_w2.size(1);
     for (size_t i = 0; i < dilations.size(); ++i) {
-      dilated_w_.push_back(at::cat({past_w[i], now_w[i]}, 0).contiguous());  // (2R, 2G): taps at t - d, then t
+      dilated_w_.emplace_back(at::cat({past_w[i], now_w[i]}, 0));  // (2R, 2G): taps at t - d, then t
       dilated_b_.push_back(dilated_b[i].contiguous());
+      residual_w_.emplace_back(residual_w[i]);
+      residual_b_.push_back(residual_b[i].contiguous());
     }
     const auto options = embed.options();
-    taps_ = at::empty({batch, 2 * residual}, options);  // [input at t - d | input at t]
-    h_ = at::empty({batch, 2 * gate_}, options);
-    gated_ = at::empty({batch, layers * gate_}, options);  // every layer's gated units, for the one skip product
-    skip_ = at::empty({batch, skip_w.size(1)}, options);
-    hidden_ = at::empty({batch, head_w1.size(1)}, options);
-    logits_ = at::empty({batch, head_w2.size(1)}, options);
-    scaled_ = at::empty({batch, head_w2.size(1)}, at::kFloat);
+    const int64_t layers = dilations.size();
+    taps_ = at::empty({batch_, 2 * residual_}, options);  // [input at t - d | input at t]
+    h_ = at::empty({batch_, 2 * gate_}, options);
+    gated_ = at::empty({batch_, layers * gate_}, options);  // every layer's gated units, for the one skip product
+    skip_ = at::empty({batch_, skip_w_.N}, options);
+    hidden_ = at::empty({batch_, head_w1_.N}, options);
+    logits_ = at::empty({batch_, classes_}, options);
+    scaled_ = at::empty({batch_, classes_}, at::kFloat);
   }
 
   // Feed codes (B,) at position t; the logits (B, C) predicting position t + 1 (a buffer reused by the next call).
   at::Tensor step(const at::Tensor& codes, int64_t t) {
-    c10::InferenceMode guard;
-    const int64_t R = embed_.size(1), batch = taps_.size(0);
-    at::Tensor x = taps_.narrow(1, R, R);  // the residual stream lives in the taps' second half
-    at::index_select_out(x, embed_, 0, codes);
-    const size_t last = dilations_.size() - 1;
-    for (size_t i = 0; i < dilations_.size(); ++i) {
-      float* slot = ring_[offsets_[i] + t % dilations_[i]].data_ptr<float>();  // (B, ring channels) >= R
-      const int64_t ring_stride = ring_.stride(1);
-      float* taps = taps_.data_ptr<float>();
-      for (int64_t b = 0; b < batch; ++b) {  // the input at t - d in, the input at t into the ring
-        std::memcpy(taps + b * 2 * R, slot + b * ring_stride, R * sizeof(float));
-        std::memcpy(slot + b * ring_stride, taps + b * 2 * R + R, R * sizeof(float));
-      }
-      linear(h_, taps_, dilated_w_[i], dilated_b_[i], false, false, may_split_);
-      at::Tensor z = gated_.narrow(1, i * gate_, gate_);
-      gated_units(h_.data_ptr<float>(), batch, gate_, z.data_ptr<float>(), gated_.stride(0));
-      if (i < last) linear(x, z, residual_w_[i], residual_b_[i], true, false, may_split_);  // x += residual
-    }
-    linear(skip_, gated_, skip_w_, skip_b_, false, true, may_split_);
-    linear(hidden_, skip_, head_w1_, head_b1_, false, true, may_split_);
-    linear(logits_, hidden_, head_w2_, head_b2_, false, false, may_split_);
+    const at::Tensor c = codes.to(at::kLong).contiguous();
+    TORCH_CHECK(c.numel() == batch_, "CpuStep.step: ", c.numel(), " codes for ", batch_, " streams");
+    run_step(c.data_ptr<int64_t>(), 1, t);
     return logits_;
   }
 
@@ -207,28 +226,77 @@ class CpuStep {
   void generate(at::Tensor pending, int64_t t, int64_t steps, const at::Tensor& noise, double temperature,
                 at::Tensor out, int64_t column) {
     c10::InferenceMode guard;
+    TORCH_CHECK(pending.scalar_type() == at::kLong && out.scalar_type() == at::kLong, "CpuStep.generate: int64 codes");
+    int64_t *codes = pending.data_ptr<int64_t>(), *drawn = out.data_ptr<int64_t>() + column * out.stride(1);
+    const int64_t code_stride = pending.stride(0), out_rows = out.stride(0), out_steps = out.stride(1);
+    const float* logits = logits_.data_ptr<float>();
+    const float* scaled = scaled_.data_ptr<float>();
+    std::vector<float> noisy(classes_);
     for (int64_t s = 0; s < steps; ++s) {
-      const at::Tensor& logits = step(pending, t + s);
-      at::Tensor code;
-      if (noise.numel() == 0) {
-        code = logits.argmax(-1);
-      } else {
-        at::div_out(scaled_, logits, temperature);
-        code = scaled_.add_(noise[s]).argmax(-1);
+      run_step(codes, code_stride, t + s);
+      if (noise.numel() != 0) at::div_out(scaled_, logits_, temperature);  // as the engines divide, to the bit
+      for (int64_t b = 0; b < batch_; ++b) {
+        int64_t code;
+        if (noise.numel() == 0) {
+          code = argmax(logits + b * classes_, classes_);
+        } else {
+          const float* n = noise.data_ptr<float>() + s * noise.stride(0) + b * noise.stride(1);
+          for (int64_t j = 0; j < classes_; ++j) noisy[j] = scaled[b * classes_ + j] + n[j * noise.stride(2)];
+          code = argmax(noisy.data(), classes_);
+        }
+        codes[b * code_stride] = code;
+        drawn[b * out_rows + s * out_steps] = code;
       }
-      pending.copy_(code);
-      out.select(1, column + s).copy_(code);
     }
   }
 
  private:
+  // One step on raw memory: codes[b * code_stride] fed at position t; the logits into logits_.
+  void run_step(const int64_t* codes, int64_t code_stride, int64_t t) {
+    const int64_t R = residual_, G = gate_, B = batch_, ring_rows = ring_.stride(1);
+    float *taps = taps_.data_ptr<float>(), *h = h_.data_ptr<float>(), *gated = gated_.data_ptr<float>();
+    float* x = taps + R;  // the residual stream lives in the taps' second half, rows 2R apart
+    const float* embed = embed_.data_ptr<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t code = codes[b * code_stride];
+      TORCH_CHECK(0 <= code && code < embed_.size(0), "CpuStep: code ", code, " is out of range");
+      std::memcpy(x + b * 2 * R, embed + code * R, R * sizeof(float));
+    }
+    float* ring = ring_.data_ptr<float>();
+    const size_t last = dilations_.size() - 1;
+    for (size_t i = 0; i < dilations_.size(); ++i) {
+      float* slot = ring + (offsets_[i] + t % dilations_[i]) * ring_.stride(0);  // (B, ring channels) >= R
+      for (int64_t b = 0; b < B; ++b) {  // the input at t - d in, the input at t into the ring
+        std::memcpy(taps + b * 2 * R, slot + b * ring_rows, R * sizeof(float));
+        std::memcpy(slot + b * ring_rows, taps + b * 2 * R + R, R * sizeof(float));
+      }
+      linear(h, 2 * G, taps, 2 * R, B, dilated_w_[i], dilated_b_[i].data_ptr<float>(), false, false, may_split_);
+      float* z = gated + i * G;
+      gated_units(h, B, G, z, gated_.stride(0));
+      if (i < last)  // x += residual
+        linear(x, 2 * R, z, gated_.stride(0), B, residual_w_[i], residual_b_[i].data_ptr<float>(), true, false,
+               may_split_);
+    }
+    float *skip = skip_.data_ptr<float>(), *hidden = hidden_.data_ptr<float>();
+    linear(skip, skip_w_.N, gated, gated_.stride(0), B, skip_w_, skip_b_.data_ptr<float>(), false, true, may_split_);
+    linear(hidden, head_w1_.N, skip, skip_w_.N, B, head_w1_, head_b1_.data_ptr<float>(), false, true, may_split_);
+    linear(logits_.data_ptr<float>(), classes_, hidden, head_w1_.N, B, head_w2_, head_b2_.data_ptr<float>(), false,
+           false, may_split_);
+  }
+
   at::Tensor ring_;
   std::vector<int64_t> dilations_, offsets_;
   at::Tensor embed_;
-  std::vector<at::Tensor> dilated_w_, dilated_b_, residual_w_, residual_b_;
-  at::Tensor skip_w_, skip_b_, head_w1_, head_b1_, head_w2_, head_b2_;
-  int64_t gate_;
+  std::vector<Weight> dilated_w_, residual_w_;
+  std::vector<at::Tensor> dilated_b_, residual_b_;
+  Weight skip_w_;
+  at::Tensor skip_b_;
+  Weight head_w1_;
+  at::Tensor head_b1_;
+  Weight head_w2_;
+  at::Tensor head_b2_;
   bool may_split_;
+  int64_t batch_, residual_, gate_, classes_;
   at::Tensor taps_, h_, gated_, skip_, hidden_, logits_, scaled_;
 };
 
