@@ -121,29 +121,37 @@ def test_backends_draw_the_cached_engines_samples(small_model, backend):
     assert torch.equal(continued(small_model, backend, prime, pieces), expected)
 
 
-@pytest.fixture
-def three_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(3)
-    yield
-    torch.set_num_threads(before)
+def test_cpu_backend_in_shards_gives_the_full_forwards_logits_and_the_cached_samples(small_model):
+    """Five streams in shards of 1, 2 and 2, each stepped on a thread of its own, still give every stream the full
+    forward's logits and the cached engine's draws (sampled and greedy)."""
+    from wavenet.generation.cpu_fused import CpuEngine
 
-
-def test_cpu_backend_in_shards_gives_the_full_forwards_logits_and_the_cached_samples(small_model, three_threads):
-    """Three threads, five streams: shards of 1, 2 and 2 streams, each stepped on its own thread, still give every
-    stream the full forward's logits and the cached engine's draws."""
-    assert [len(range(5)[rows]) for rows in make_engine(small_model, 5, "cpu").shards] == [1, 2, 2]
+    engine = CpuEngine(small_model, 5, shards=3)
+    assert [len(range(5)[rows]) for rows in engine.shards] == [1, 2, 2]
     codes = torch.randint(0, 256, (5, 10 + 40))
-    assert teacher_forced_error(small_model, "cpu", codes, prime=10) < 1e-5
+    with torch.no_grad():
+        full = copy.deepcopy(small_model).double()(codes)[:, :, 9:-1].transpose(1, 2)
+    engine.prime(codes[:, :10])
+    assert relative_error(engine.teacher_forced(codes[:, 10:]).double(), full) < 1e-5
     prime = torch.randint(0, 256, (5, 12))
-    expected = continued(small_model, "cached", prime, [300])
-    assert torch.equal(continued(small_model, "cpu", prime, [30, 256 + 14]), expected)
-    greedy = []
-    for name in ("cached", "cpu"):
-        engine = engine_for(small_model, 5, name, temperature=0.0)
-        engine.prime(prime)
-        greedy.append(engine.generate(40))
-    assert torch.equal(greedy[1], greedy[0]), "temperature 0: the argmax of the logits"
+    for temperature, pieces in [(0.9, [30, 256 + 14]), (0.0, [40])]:
+        draws = []
+        for engine in (
+            make_engine(small_model, 5, "cached", temperature, 3),
+            CpuEngine(small_model, 5, temperature, 3, shards=3),
+        ):
+            engine.prime(prime)
+            draws.append(torch.cat([engine.generate(n) for n in pieces], dim=1))
+        assert torch.equal(draws[1], draws[0]), f"temperature {temperature}"
+
+
+def test_the_cpu_backend_shards_only_where_each_shard_has_enough_work():
+    from wavenet.generation.cpu_fused import MIN_SHARD_WORK, shard_count
+
+    base = 1_237_000  # base's multiply-adds per sample
+    assert shard_count(16, 2, base) == 2 and shard_count(4, 2, base) == 1 and shard_count(64, 1, base) == 1
+    assert shard_count(16, 2, 200_000) == 1, "tiny at batch 16: one thread is faster"
+    assert shard_count(1000, 4, MIN_SHARD_WORK) == 4
 
 
 @pytest.mark.parametrize("backend", ["cpu", "triton"])

@@ -5,7 +5,6 @@
 // from a vectorised exp) in the same vectors, and no ATen call inside a step but the temperature's division.
 // Whole runs of steps (sampling included) run in one call that releases the GIL. The logits differ from the
 // cached engine's by rounding (sums in another order, exp to about 1 ulp): relative error ~1e-7.
-#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -129,36 +128,28 @@ struct Weight {
 };
 
 // out = [out +] bias + a @ w [relu] (accumulate: the residual added in place) for `rows` rows of a (K wide, rows
-// lda apart) and of out (N wide, ldo apart); out must not overlap a. Columns in blocks of kVectors vectors, each
-// block on one thread of ATen's pool when the product is large enough to pay for it and `may_split` (false for a
-// shard that runs on a thread of its own); within a block, rows in tiles of kRows; columns past the last whole
-// vector (sizes that are not a multiple of the vector width) one at a time.
+// lda apart) and of out (N wide, ldo apart); out must not overlap a. Columns in blocks of kVectors vectors; within
+// a block, rows in tiles of kRows; columns past the last whole vector (sizes that are not a multiple of the vector
+// width) one at a time. One thread: more threads work on shards of the streams, each with a kernel of its own.
 void linear(float* out, int64_t ldo, const float* a, int64_t lda, int64_t rows, const Weight& w, const float* bias,
-            bool accumulate, bool relu, bool may_split) {
+            bool accumulate, bool relu) {
   const int64_t K = w.K, N = w.N, block = kVectors * kWidth, vectors_end = N - N % kWidth;
-  const int64_t blocks = (vectors_end + block - 1) / block;
-  // Threads pay for themselves on enough arithmetic, or on enough weights to stream (the skip and head products)
-  const bool split = may_split && (rows * K * block >= (1 << 17) || K * N >= (1 << 16));
-  const int64_t grain = split ? 1 : std::max<int64_t>(blocks, 1);
-  at::parallel_for(0, blocks, grain, [&](int64_t first, int64_t last) {
-    for (int64_t b = first; b < last; ++b) {
-      const int64_t j = b * block, width = std::min(block, N - j);
-      for (int64_t k0 = 0; k0 < K; k0 += kDepth) {  // a (kDepth x block) slice of w stays in L1 for all rows
-        const int64_t depth = std::min(kDepth, K - k0);
-        const bool first_slice = k0 == 0, last_slice = k0 + depth == K;
-        const float* b_j = first_slice ? bias + j : zeros;
-        const float* init = accumulate || !first_slice ? out + j : nullptr;
-        const float *a_k = a + k0, *w_k = w.data + j * K + k0 * width;
-        if (width == block)
-          rows_of_tiles<kVectors>(rows, a_k, lda, w_k, width, depth, b_j, init, ldo, out + j, ldo,
-                                  relu && last_slice);
-        else
-          for (int64_t jj = 0; j + jj < vectors_end; jj += kWidth)
-            rows_of_tiles<1>(rows, a_k, lda, w_k + jj, width, depth, b_j + jj, init ? init + jj : nullptr, ldo,
-                             out + j + jj, ldo, relu && last_slice);
-      }
+  for (int64_t j = 0; j < vectors_end; j += block) {
+    const int64_t width = std::min(block, N - j);
+    for (int64_t k0 = 0; k0 < K; k0 += kDepth) {  // a (kDepth x block) slice of w stays in L1 for all rows
+      const int64_t depth = std::min(kDepth, K - k0);
+      const bool first_slice = k0 == 0, last_slice = k0 + depth == K;
+      const float* b_j = first_slice ? bias + j : zeros;
+      const float* init = accumulate || !first_slice ? out + j : nullptr;
+      const float *a_k = a + k0, *w_k = w.data + j * K + k0 * width;
+      if (width == block)
+        rows_of_tiles<kVectors>(rows, a_k, lda, w_k, width, depth, b_j, init, ldo, out + j, ldo, relu && last_slice);
+      else
+        for (int64_t jj = 0; j + jj < vectors_end; jj += kWidth)
+          rows_of_tiles<1>(rows, a_k, lda, w_k + jj, width, depth, b_j + jj, init ? init + jj : nullptr, ldo,
+                           out + j + jj, ldo, relu && last_slice);
     }
-  });
+  }
   for (int64_t j = vectors_end; j < N; ++j) {
     const int64_t j0 = j - j % block, width = std::min(block, N - j0);
     const float* column = w.data + j0 * K + (j - j0);
@@ -181,16 +172,14 @@ int64_t argmax(const float* v, int64_t n) {
 class CpuStep {
  public:
   // ring: (slots, B, channels), B's rows ring.stride(1) apart (a slice of the engine's streams is fine); skip_w:
-  // (L * G, S), layer-major; the others as the cached engine holds them. may_split: whether products may use
-  // ATen's thread pool (false for a shard that runs on a thread of its own).
+  // (L * G, S), layer-major; the others as the cached engine holds them.
   CpuStep(at::Tensor ring, std::vector<int64_t> dilations, std::vector<int64_t> offsets, at::Tensor embed,
           std::vector<at::Tensor> past_w, std::vector<at::Tensor> now_w, std::vector<at::Tensor> dilated_b,
           std::vector<at::Tensor> residual_w, std::vector<at::Tensor> residual_b, at::Tensor skip_w,
-          at::Tensor skip_b, at::Tensor head_w1, at::Tensor head_b1, at::Tensor head_w2, at::Tensor head_b2,
-          bool may_split)
+          at::Tensor skip_b, at::Tensor head_w1, at::Tensor head_b1, at::Tensor head_w2, at::Tensor head_b2)
       : ring_(ring), dilations_(dilations), offsets_(offsets), embed_(embed.contiguous()), skip_w_(skip_w),
         skip_b_(skip_b.contiguous()), head_w1_(head_w1), head_b1_(head_b1.contiguous()), head_w2_(head_w2),
-        head_b2_(head_b2.contiguous()), may_split_(may_split) {
+        head_b2_(head_b2.contiguous()) {
     TORCH_CHECK(ring.stride(2) == 1, "CpuStep: the ring's channels must be contiguous");
     batch_ = ring.size(1);
     residual_ = embed.size(1);
@@ -270,18 +259,17 @@ class CpuStep {
         std::memcpy(taps + b * 2 * R, slot + b * ring_rows, R * sizeof(float));
         std::memcpy(slot + b * ring_rows, taps + b * 2 * R + R, R * sizeof(float));
       }
-      linear(h, 2 * G, taps, 2 * R, B, dilated_w_[i], dilated_b_[i].data_ptr<float>(), false, false, may_split_);
+      linear(h, 2 * G, taps, 2 * R, B, dilated_w_[i], dilated_b_[i].data_ptr<float>(), false, false);
       float* z = gated + i * G;
       gated_units(h, B, G, z, gated_.stride(0));
       if (i < last)  // x += residual
-        linear(x, 2 * R, z, gated_.stride(0), B, residual_w_[i], residual_b_[i].data_ptr<float>(), true, false,
-               may_split_);
+        linear(x, 2 * R, z, gated_.stride(0), B, residual_w_[i], residual_b_[i].data_ptr<float>(), true, false);
     }
     float *skip = skip_.data_ptr<float>(), *hidden = hidden_.data_ptr<float>();
-    linear(skip, skip_w_.N, gated, gated_.stride(0), B, skip_w_, skip_b_.data_ptr<float>(), false, true, may_split_);
-    linear(hidden, head_w1_.N, skip, skip_w_.N, B, head_w1_, head_b1_.data_ptr<float>(), false, true, may_split_);
+    linear(skip, skip_w_.N, gated, gated_.stride(0), B, skip_w_, skip_b_.data_ptr<float>(), false, true);
+    linear(hidden, head_w1_.N, skip, skip_w_.N, B, head_w1_, head_b1_.data_ptr<float>(), false, true);
     linear(logits_.data_ptr<float>(), classes_, hidden, head_w1_.N, B, head_w2_, head_b2_.data_ptr<float>(), false,
-           false, may_split_);
+           false);
   }
 
   at::Tensor ring_;
@@ -295,7 +283,6 @@ class CpuStep {
   at::Tensor head_b1_;
   Weight head_w2_;
   at::Tensor head_b2_;
-  bool may_split_;
   int64_t batch_, residual_, gate_, classes_;
   at::Tensor taps_, h_, gated_, skip_, hidden_, logits_, scaled_;
 };
@@ -308,7 +295,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(py::init<at::Tensor, std::vector<int64_t>, std::vector<int64_t>, at::Tensor, std::vector<at::Tensor>,
                     std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
                     std::vector<at::Tensor>, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                    at::Tensor, bool>())
+                    at::Tensor>())
       .def("step", &CpuStep::step, py::call_guard<py::gil_scoped_release>())
       .def("generate", &CpuStep::generate, py::call_guard<py::gil_scoped_release>());
 }
