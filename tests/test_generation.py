@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from wavenet.config import model_preset
 from wavenet.errors import UserError
 from wavenet.generation import Engine, choose_backend, generate, gumbel_noise, make_engine, sample_codes
 from wavenet.generation.graphs import DeviceCounterEngine
@@ -143,6 +144,19 @@ def test_cpu_backend_in_shards_gives_the_full_forwards_logits_and_the_cached_sam
             engine.prime(prime)
             draws.append(torch.cat([engine.generate(n) for n in pieces], dim=1))
         assert torch.equal(draws[1], draws[0]), f"temperature {temperature}"
+
+
+@pytest.mark.parametrize("preset", ["tiny", "base"])
+@pytest.mark.parametrize("batch", [1, 16])
+def test_cpu_backend_on_the_real_sizes_gives_the_full_forwards_logits_and_the_cached_samples(preset, batch):
+    """tiny and base at batch 1 and 16 (base's 16 streams run in shards where there are two threads): 600 steps,
+    past every layer's ring wrapping round (the longest dilation is 512), then the cached engine's draws."""
+    torch.manual_seed(4)
+    model = WaveNet(model_preset(preset)).eval()
+    codes = torch.randint(0, 256, (batch, 10 + 600))
+    assert teacher_forced_error(model, "cpu", codes, prime=10) < 1e-5
+    prime = codes[:, :12]
+    assert torch.equal(continued(model, "cpu", prime, [100, 60]), continued(model, "cached", prime, [160]))
 
 
 def test_the_cpu_backend_shards_only_where_each_shard_has_enough_work():
