@@ -265,6 +265,7 @@ def test_a_cold_start_airs_short_tracks_first_and_they_grow_to_full_length_witho
     assert 1 <= lengths[0] < 12, f"the first batch is cut short so the stream goes live sooner: {lengths}"
     assert max(lengths) > 2 * lengths[0], f"later batches are longer: {lengths}"
     assert "shortened, the backlog was low" in output
+    assert "WARNING" not in output, "a clean start: ffmpeg is told the PCM's channel layout, nothing to warn of"
     assert final["fallback_seconds"] == 0, "nothing is replayed while the tracks grow"
     assert silences(workdir / "preview.flv", 0.25) == []
 

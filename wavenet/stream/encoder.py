@@ -70,7 +70,7 @@ def ffmpeg_args(
         .filter("loop", loop=-1, size=1, start=0)
         .filter("fps", s.fps)
     )
-    audio = ffmpeg.input("pipe:0", format="s16le", ar=sample_rate, ac=1, re=None, thread_queue_size=8).audio
+    audio = ffmpeg.input("pipe:0", format="s16le", ar=sample_rate, ch_layout="mono", re=None, thread_queue_size=8).audio
     audio = audio.filter("aresample", 44100).filter("aformat", channel_layouts="stereo")
     split = audio.filter_multi_output("asplit")
     waves = split[1].filter("showwaves", s="1280x240", mode="cline", rate=s.waves_fps or s.fps, colors="0xffe0c0")
