@@ -19,6 +19,7 @@ import torch
 from records import write_record
 
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
+from wavenet.config import StreamConfig
 from wavenet.device import resolve_device
 from wavenet.generation import choose_backend
 from wavenet.stream.backlog import Backlog
@@ -61,8 +62,8 @@ def main() -> None:
             stop,
             backend=backend,
             gate=gate,
-            crossfade_seconds=1.5,
-            min_track_seconds=2.0,
+            crossfade_seconds=StreamConfig.crossfade_seconds,  # the stream's defaults
+            min_track_seconds=StreamConfig.min_track_seconds,
         )
         renderers = [renderer]
         live = queue.Queue(maxsize=64) if mode == "direct" else None
@@ -76,7 +77,7 @@ def main() -> None:
                 raise SystemExit(f"the renderer failed: {next(t.error for t in renderers if t.error)}")
             time.sleep(0.05)
         first_audio = time.monotonic() - started
-        playout = Playout(backlog, 1.5, live, jitter_seconds=1.0)
+        playout = Playout(backlog, StreamConfig.crossfade_seconds, live, jitter_seconds=1.0)
         late = 0.0  # direct mode: seconds that were not live audio
         clock = time.monotonic()
         for tick in range(int(args.seconds / CHUNK_S)):
