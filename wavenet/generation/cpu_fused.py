@@ -73,25 +73,22 @@ class CpuEngine(CachedEngine):
             matrices = [*self.past_w, *self.now_w, *self.residual_w, self.skip_w, self.head_w1, self.head_w2]
             shards = shard_count(batch_size, torch.get_num_threads(), sum(w.numel() for w in matrices))
         self.shards = shard_rows(batch_size, shards)
-        skip_w = self.skip_w.reshape(-1, self.skip_w.shape[2]).contiguous()  # (L * G, S): all skips in one product
+        weights = extension().Weights(  # packed once, shared by the shards
+            self.embed_w,
+            self.past_w,
+            self.now_w,
+            self.dilated_b,
+            self.residual_w,
+            self.residual_b,
+            self.skip_w.reshape(-1, self.skip_w.shape[2]).contiguous(),  # (L * G, S): all skips in one product
+            self.skip_b,
+            self.head_w1,
+            self.head_b1,
+            self.head_w2,
+            self.head_b2,
+        )
         self.kernels = [
-            extension().CpuStep(
-                self.ring[:, rows],
-                list(self.dilations),
-                self.ring_offsets,
-                self.embed_w,
-                self.past_w,
-                self.now_w,
-                self.dilated_b,
-                self.residual_w,
-                self.residual_b,
-                skip_w,
-                self.skip_b,
-                self.head_w1,
-                self.head_b1,
-                self.head_w2,
-                self.head_b2,
-            )
+            extension().CpuStep(self.ring[:, rows], list(self.dilations), self.ring_offsets, weights)
             for rows in self.shards
         ]
 

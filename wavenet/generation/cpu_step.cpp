@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace {
@@ -169,37 +170,48 @@ int64_t argmax(const float* v, int64_t n) {
   return best;
 }
 
+// A model's step weights, packed once and shared by every shard's CpuStep. skip_w: (L * G, S), layer-major; the
+// others as the cached engine holds them.
+struct Weights {
+  at::Tensor embed;
+  std::vector<Weight> dilated_w, residual_w;  // dilated: (2R, 2G), the taps at t - d, then t
+  std::vector<at::Tensor> dilated_b, residual_b;
+  Weight skip_w, head_w1, head_w2;
+  at::Tensor skip_b, head_b1, head_b2;
+  int64_t residual, gate, classes;
+
+  Weights(const at::Tensor& embed_w, const std::vector<at::Tensor>& past_w, const std::vector<at::Tensor>& now_w,
+          const std::vector<at::Tensor>& dilated_biases, const std::vector<at::Tensor>& residual_ws,
+          const std::vector<at::Tensor>& residual_biases, const at::Tensor& skip, const at::Tensor& skip_bias,
+          const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2)
+      : embed(embed_w.contiguous()), skip_w(skip), head_w1(w1), head_w2(w2), skip_b(skip_bias.contiguous()),
+        head_b1(b1.contiguous()), head_b2(b2.contiguous()), residual(embed_w.size(1)),
+        gate(residual_ws[0].size(0)), classes(w2.size(1)) {
+    for (size_t i = 0; i < past_w.size(); ++i) {
+      dilated_w.emplace_back(at::cat({past_w[i], now_w[i]}, 0));
+      dilated_b.push_back(dilated_biases[i].contiguous());
+      residual_w.emplace_back(residual_ws[i]);
+      residual_b.push_back(residual_biases[i].contiguous());
+    }
+  }
+};
+
 class CpuStep {
  public:
-  // ring: (slots, B, channels), B's rows ring.stride(1) apart (a slice of the engine's streams is fine); skip_w:
-  // (L * G, S), layer-major; the others as the cached engine holds them.
-  CpuStep(at::Tensor ring, std::vector<int64_t> dilations, std::vector<int64_t> offsets, at::Tensor embed,
-          std::vector<at::Tensor> past_w, std::vector<at::Tensor> now_w, std::vector<at::Tensor> dilated_b,
-          std::vector<at::Tensor> residual_w, std::vector<at::Tensor> residual_b, at::Tensor skip_w,
-          at::Tensor skip_b, at::Tensor head_w1, at::Tensor head_b1, at::Tensor head_w2, at::Tensor head_b2)
-      : ring_(ring), dilations_(dilations), offsets_(offsets), embed_(embed.contiguous()), skip_w_(skip_w),
-        skip_b_(skip_b.contiguous()), head_w1_(head_w1), head_b1_(head_b1.contiguous()), head_w2_(head_w2),
-        head_b2_(head_b2.contiguous()) {
+  // ring: (slots, B, channels), B's rows ring.stride(1) apart (a slice of the engine's streams is fine).
+  CpuStep(at::Tensor ring, std::vector<int64_t> dilations, std::vector<int64_t> offsets,
+          std::shared_ptr<const Weights> weights)
+      : ring_(ring), dilations_(dilations), offsets_(offsets), w_(std::move(weights)), batch_(ring.size(1)) {
     TORCH_CHECK(ring.stride(2) == 1, "CpuStep: the ring's channels must be contiguous");
-    batch_ = ring.size(1);
-    residual_ = embed.size(1);
-    gate_ = residual_w[0].size(0);
-    classes_ = head_w2.size(1);
-    for (size_t i = 0; i < dilations.size(); ++i) {
-      dilated_w_.emplace_back(at::cat({past_w[i], now_w[i]}, 0));  // (2R, 2G): taps at t - d, then t
-      dilated_b_.push_back(dilated_b[i].contiguous());
-      residual_w_.emplace_back(residual_w[i]);
-      residual_b_.push_back(residual_b[i].contiguous());
-    }
-    const auto options = embed.options();
+    const auto options = w_->embed.options();
     const int64_t layers = dilations.size();
-    taps_ = at::empty({batch_, 2 * residual_}, options);  // [input at t - d | input at t]
-    h_ = at::empty({batch_, 2 * gate_}, options);
-    gated_ = at::empty({batch_, layers * gate_}, options);  // every layer's gated units, for the one skip product
-    skip_ = at::empty({batch_, skip_w_.N}, options);
-    hidden_ = at::empty({batch_, head_w1_.N}, options);
-    logits_ = at::empty({batch_, classes_}, options);
-    scaled_ = at::empty({batch_, classes_}, at::kFloat);
+    taps_ = at::empty({batch_, 2 * w_->residual}, options);  // [input at t - d | input at t]
+    h_ = at::empty({batch_, 2 * w_->gate}, options);
+    gated_ = at::empty({batch_, layers * w_->gate}, options);  // every layer's gated units, for the one skip product
+    skip_ = at::empty({batch_, w_->skip_w.N}, options);
+    hidden_ = at::empty({batch_, w_->head_w1.N}, options);
+    logits_ = at::empty({batch_, w_->classes}, options);
+    scaled_ = at::empty({batch_, w_->classes}, at::kFloat);
   }
 
   // Feed codes (B,) at position t; the logits (B, C) predicting position t + 1 (a buffer reused by the next call).
@@ -216,22 +228,24 @@ class CpuStep {
                 at::Tensor out, int64_t column) {
     c10::InferenceMode guard;
     TORCH_CHECK(pending.scalar_type() == at::kLong && out.scalar_type() == at::kLong, "CpuStep.generate: int64 codes");
+    const int64_t C = w_->classes;
     int64_t *codes = pending.data_ptr<int64_t>(), *drawn = out.data_ptr<int64_t>() + column * out.stride(1);
     const int64_t code_stride = pending.stride(0), out_rows = out.stride(0), out_steps = out.stride(1);
-    const float* logits = logits_.data_ptr<float>();
-    const float* scaled = scaled_.data_ptr<float>();
-    std::vector<float> noisy(classes_);
+    const float *logits = logits_.data_ptr<float>(), *scaled = scaled_.data_ptr<float>();
+    const bool greedy = noise.numel() == 0;
+    const float* noise_data = greedy ? nullptr : noise.data_ptr<float>();
+    std::vector<float> noisy(C);
     for (int64_t s = 0; s < steps; ++s) {
       run_step(codes, code_stride, t + s);
-      if (noise.numel() != 0) at::div_out(scaled_, logits_, temperature);  // as the engines divide, to the bit
+      if (!greedy) at::div_out(scaled_, logits_, temperature);  // as the engines divide, to the bit
       for (int64_t b = 0; b < batch_; ++b) {
         int64_t code;
-        if (noise.numel() == 0) {
-          code = argmax(logits + b * classes_, classes_);
+        if (greedy) {
+          code = argmax(logits + b * C, C);
         } else {
-          const float* n = noise.data_ptr<float>() + s * noise.stride(0) + b * noise.stride(1);
-          for (int64_t j = 0; j < classes_; ++j) noisy[j] = scaled[b * classes_ + j] + n[j * noise.stride(2)];
-          code = argmax(noisy.data(), classes_);
+          const float* n = noise_data + s * noise.stride(0) + b * noise.stride(1);
+          for (int64_t j = 0; j < C; ++j) noisy[j] = scaled[b * C + j] + n[j * noise.stride(2)];
+          code = argmax(noisy.data(), C);
         }
         codes[b * code_stride] = code;
         drawn[b * out_rows + s * out_steps] = code;
@@ -242,13 +256,14 @@ class CpuStep {
  private:
   // One step on raw memory: codes[b * code_stride] fed at position t; the logits into logits_.
   void run_step(const int64_t* codes, int64_t code_stride, int64_t t) {
-    const int64_t R = residual_, G = gate_, B = batch_, ring_rows = ring_.stride(1);
+    const Weights& w = *w_;
+    const int64_t R = w.residual, G = w.gate, B = batch_, ring_rows = ring_.stride(1);
     float *taps = taps_.data_ptr<float>(), *h = h_.data_ptr<float>(), *gated = gated_.data_ptr<float>();
     float* x = taps + R;  // the residual stream lives in the taps' second half, rows 2R apart
-    const float* embed = embed_.data_ptr<float>();
+    const float* embed = w.embed.data_ptr<float>();
     for (int64_t b = 0; b < B; ++b) {
       const int64_t code = codes[b * code_stride];
-      TORCH_CHECK(0 <= code && code < embed_.size(0), "CpuStep: code ", code, " is out of range");
+      TORCH_CHECK(0 <= code && code < w.embed.size(0), "CpuStep: code ", code, " is out of range");
       std::memcpy(x + b * 2 * R, embed + code * R, R * sizeof(float));
     }
     float* ring = ring_.data_ptr<float>();
@@ -259,31 +274,23 @@ class CpuStep {
         std::memcpy(taps + b * 2 * R, slot + b * ring_rows, R * sizeof(float));
         std::memcpy(slot + b * ring_rows, taps + b * 2 * R + R, R * sizeof(float));
       }
-      linear(h, 2 * G, taps, 2 * R, B, dilated_w_[i], dilated_b_[i].data_ptr<float>(), false, false);
+      linear(h, 2 * G, taps, 2 * R, B, w.dilated_w[i], w.dilated_b[i].data_ptr<float>(), false, false);
       float* z = gated + i * G;
       gated_units(h, B, G, z, gated_.stride(0));
       if (i < last)  // x += residual
-        linear(x, 2 * R, z, gated_.stride(0), B, residual_w_[i], residual_b_[i].data_ptr<float>(), true, false);
+        linear(x, 2 * R, z, gated_.stride(0), B, w.residual_w[i], w.residual_b[i].data_ptr<float>(), true, false);
     }
     float *skip = skip_.data_ptr<float>(), *hidden = hidden_.data_ptr<float>();
-    linear(skip, skip_w_.N, gated, gated_.stride(0), B, skip_w_, skip_b_.data_ptr<float>(), false, true);
-    linear(hidden, head_w1_.N, skip, skip_w_.N, B, head_w1_, head_b1_.data_ptr<float>(), false, true);
-    linear(logits_.data_ptr<float>(), classes_, hidden, head_w1_.N, B, head_w2_, head_b2_.data_ptr<float>(), false,
-           false);
+    linear(skip, w.skip_w.N, gated, gated_.stride(0), B, w.skip_w, w.skip_b.data_ptr<float>(), false, true);
+    linear(hidden, w.head_w1.N, skip, w.skip_w.N, B, w.head_w1, w.head_b1.data_ptr<float>(), false, true);
+    linear(logits_.data_ptr<float>(), w.classes, hidden, w.head_w1.N, B, w.head_w2, w.head_b2.data_ptr<float>(),
+           false, false);
   }
 
   at::Tensor ring_;
   std::vector<int64_t> dilations_, offsets_;
-  at::Tensor embed_;
-  std::vector<Weight> dilated_w_, residual_w_;
-  std::vector<at::Tensor> dilated_b_, residual_b_;
-  Weight skip_w_;
-  at::Tensor skip_b_;
-  Weight head_w1_;
-  at::Tensor head_b1_;
-  Weight head_w2_;
-  at::Tensor head_b2_;
-  int64_t batch_, residual_, gate_, classes_;
+  std::shared_ptr<const Weights> w_;
+  int64_t batch_;
   at::Tensor taps_, h_, gated_, skip_, hidden_, logits_, scaled_;
 };
 
@@ -291,11 +298,13 @@ class CpuStep {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("vector_width") = kWidth;
+  py::class_<Weights, std::shared_ptr<Weights>>(m, "Weights")
+      .def(py::init<const at::Tensor&, const std::vector<at::Tensor>&, const std::vector<at::Tensor>&,
+                    const std::vector<at::Tensor>&, const std::vector<at::Tensor>&, const std::vector<at::Tensor>&,
+                    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                    const at::Tensor&>());
   py::class_<CpuStep>(m, "CpuStep")
-      .def(py::init<at::Tensor, std::vector<int64_t>, std::vector<int64_t>, at::Tensor, std::vector<at::Tensor>,
-                    std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
-                    std::vector<at::Tensor>, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                    at::Tensor>())
+      .def(py::init<at::Tensor, std::vector<int64_t>, std::vector<int64_t>, std::shared_ptr<const Weights>>())
       .def("step", &CpuStep::step, py::call_guard<py::gil_scoped_release>())
       .def("generate", &CpuStep::generate, py::call_guard<py::gil_scoped_release>());
 }
