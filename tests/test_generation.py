@@ -29,9 +29,14 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def engine_for(model: WaveNet, batch: int, backend: str, temperature: float = 1.0, seed: int = 0, **options) -> Engine:
-    """A backend by name; "device-counter" is the graph backend's step code run eagerly (any device)."""
+    """A backend by name; "device-counter" is the graph backend's step code run eagerly (any device). Options go
+    to the cpu or triton engine's constructor."""
     if backend == "device-counter":
         return DeviceCounterEngine(model, batch, temperature, seed)
+    if options and backend == "cpu":
+        from wavenet.generation.cpu_fused import CpuEngine
+
+        return CpuEngine(model, batch, temperature, seed, **options)
     if options:
         from wavenet.generation.triton_kernel import TritonEngine
 
@@ -49,9 +54,11 @@ def teacher_forced_error(model: WaveNet, backend: str, codes: torch.Tensor, prim
     return relative_error(engine.teacher_forced(codes[:, prime:]).cpu().double(), full)
 
 
-def continued(model: WaveNet, backend: str, prime: torch.Tensor, lengths: list[int], seed: int = 3) -> torch.Tensor:
-    """Samples from one engine, asked for in several calls: the calls must continue one another."""
-    engine = engine_for(model, prime.shape[0], backend, temperature=0.9, seed=seed)
+def continued(
+    model: WaveNet, backend: str, prime: torch.Tensor, lengths: list[int], temperature: float = 0.9, **options
+) -> torch.Tensor:
+    """Samples from one engine (seed 3), asked for in several calls: the calls must continue one another."""
+    engine = engine_for(model, prime.shape[0], backend, temperature=temperature, seed=3, **options)
     engine.prime(prime)
     return torch.cat([engine.generate(n) for n in lengths], dim=1).cpu()
 
@@ -125,25 +132,14 @@ def test_backends_draw_the_cached_engines_samples(small_model, backend):
 def test_cpu_backend_in_shards_gives_the_full_forwards_logits_and_the_cached_samples(small_model):
     """Five streams in shards of 1, 2 and 2, each stepped on a thread of its own, still give every stream the full
     forward's logits and the cached engine's draws (sampled and greedy)."""
-    from wavenet.generation.cpu_fused import CpuEngine
-
-    engine = CpuEngine(small_model, 5, shards=3)
-    assert [len(range(5)[rows]) for rows in engine.shards] == [1, 2, 2]
+    shards = engine_for(small_model, 5, "cpu", shards=3).shards
+    assert [len(range(5)[rows]) for rows in shards] == [1, 2, 2]
     codes = torch.randint(0, 256, (5, 10 + 40))
-    with torch.no_grad():
-        full = copy.deepcopy(small_model).double()(codes)[:, :, 9:-1].transpose(1, 2)
-    engine.prime(codes[:, :10])
-    assert relative_error(engine.teacher_forced(codes[:, 10:]).double(), full) < 1e-5
+    assert teacher_forced_error(small_model, "cpu", codes, prime=10, shards=3) < 1e-5
     prime = torch.randint(0, 256, (5, 12))
     for temperature, pieces in [(0.9, [30, 256 + 14]), (0.0, [40])]:
-        draws = []
-        for engine in (
-            make_engine(small_model, 5, "cached", temperature, 3),
-            CpuEngine(small_model, 5, temperature, 3, shards=3),
-        ):
-            engine.prime(prime)
-            draws.append(torch.cat([engine.generate(n) for n in pieces], dim=1))
-        assert torch.equal(draws[1], draws[0]), f"temperature {temperature}"
+        expected = continued(small_model, "cached", prime, [sum(pieces)], temperature)
+        assert torch.equal(continued(small_model, "cpu", prime, pieces, temperature, shards=3), expected), temperature
 
 
 @pytest.mark.parametrize("preset", ["tiny", "base"])
