@@ -6,7 +6,12 @@ import signal
 import subprocess
 import sys
 
+import torch
+
 from tests.conftest import FAST_TRAIN, ROOT, run_script
+from wavenet.data import build_shards, list_tracks, validation_windows
+from wavenet.model import WaveNet, WaveNetConfig
+from wavenet.training import nll_bits
 
 
 def losses(run_dir) -> dict[int, float]:
@@ -93,3 +98,40 @@ def test_unreadable_wav_fails_naming_the_file(tmp_path):
     assert proc.returncode == 2
     assert "cannot read audio file" in proc.stdout + proc.stderr
     assert ".wav" in proc.stdout + proc.stderr
+
+
+def test_weight_average_is_scored_shipped_and_resumed(corpus, tmp_path):
+    common = [
+        *FAST_TRAIN,
+        f"data.source={corpus}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "train.max_steps=8",
+        "train.val_interval=4",
+        "train.sample_interval=1000",
+        "optim.lr=1e-2",
+        "optim.ema_decay=0.9",
+    ]
+    run_script("train.py", *common, "name=straight", cwd=tmp_path)
+    run_script("train.py", *common, "name=halves", "train.stop_at=4", cwd=tmp_path)
+    run_script("train.py", *common, "name=halves", "train.resume=auto", cwd=tmp_path)
+    straight, halves = (
+        torch.load(tmp_path / "runs" / name / "checkpoints" / "last.pt", weights_only=True)
+        for name in ("straight", "halves")
+    )
+    for key in ("model", "trained_model"):  # a resumed run continues the average exactly
+        assert all(torch.equal(straight[key][k], halves[key][k]) for k in straight[key]), key
+
+    model_cfg = WaveNetConfig(**straight["model_config"])
+    shards = build_shards(list_tracks(corpus), model_cfg.sample_rate, tmp_path / "cache", log=lambda *_: None)
+    windows = validation_windows(shards["val"], 4, model_cfg.receptive_field + 128)
+
+    def bits(weights: dict) -> float:
+        model = WaveNet(model_cfg)
+        model.load_state_dict(weights)
+        with torch.no_grad():
+            return nll_bits(model, windows, model_cfg.receptive_field).item()
+
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "straight" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["val/nll_bits"] for r in rows if r["step"] == 8 and "val/nll_bits" in r][0]
+    assert abs(bits(straight["model"]) - logged) < 1e-5, "validation scores the average, which the checkpoint ships"
+    assert abs(bits(straight["trained_model"]) - logged) > 2e-4, "the average is not the last weights"

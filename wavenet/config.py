@@ -24,6 +24,7 @@ class DataConfig:
     batch_size: int = 8
     val_windows: int = 64  # fixed validation windows, the same every evaluation
     val_fraction: float = 0.1  # used only when the folder has no manifest.jsonl
+    speed_jitter: float = 0.0  # > 0: each training window plays up to this fraction faster or slower (speed and pitch)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     grad_clip: float = 1.0
+    ema_decay: float = 0.0  # > 0: validation, samples and the checkpoints' model use this moving average of weights
 
 
 @dataclass

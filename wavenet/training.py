@@ -1,6 +1,7 @@
 """The training loop: random windows, AdamW with warmup and cosine decay, validation in bits per sample,
 generated audio at intervals, atomic checkpoints and exact resume."""
 
+import copy
 import json
 import logging
 import math
@@ -70,6 +71,23 @@ def optimization_step(
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
     return loss.detach(), grad_norm
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights, in a model of its own (what a listener hears)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise UserError(f"optim.ema_decay={decay}: use a decay between 0 and 1 (0.999 is usual), or 0 for none.")
+        self.decay = decay
+        self.model = copy.deepcopy(model).requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """Fold in the weights after `step` updates; early on the decay is lower, so the start is soon forgotten."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for average, weight in zip(self.model.parameters(), model.parameters(), strict=True):
+            average.lerp_(weight, 1.0 - decay)
 
 
 @dataclass
@@ -143,6 +161,8 @@ class Trainer:
             net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.net = torch.compile(net) if cfg.train.compile and self.device.type == "cuda" else net
         o = cfg.optim
+        self.average = WeightAverage(self.model, o.ema_decay) if o.ema_decay else None
+        self.listened = self.average.model if self.average else self.model  # validated, sampled, shipped
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.AdamW(
             self.params,
@@ -165,7 +185,8 @@ class Trainer:
     def state(self) -> dict:
         return {
             "model_config": self.model_cfg.to_dict(),
-            "model": self.model.state_dict(),  # the bare module: no DDP or compile prefixes
+            "model": self.listened.state_dict(),  # the bare module (no DDP or compile prefixes); the average if any
+            **({"trained_model": self.model.state_dict()} if self.average else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
@@ -199,7 +220,9 @@ class Trainer:
                 f"{path} holds a model {ckpt['model_config']}, but this run asks for {self.model_cfg.to_dict()}; "
                 "resume with the same model config."
             )
-        self.model.load_state_dict(ckpt["model"])
+        self.model.load_state_dict(ckpt.get("trained_model", ckpt["model"]))  # the average is "model" if any
+        if self.average:
+            self.average.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step, self.samples_seen, self.best_val = ckpt["step"], ckpt["samples_seen"], ckpt["best_val_bits"]
@@ -220,11 +243,11 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean bits per sample over the fixed validation windows (split across ranks under DDP)."""
-        self.model.eval()
+        self.listened.eval()
         total = torch.zeros(2, device=self.device)  # sum of window means, window count
         for chunk in self.val_windows[self.dist.rank :: self.dist.world_size].split(self.cfg.data.batch_size):
             with autocast(self.device):
-                total[0] += nll_bits(self.model, chunk.to(self.device), self.rf) * len(chunk)
+                total[0] += nll_bits(self.listened, chunk.to(self.device), self.rf) * len(chunk)
             total[1] += len(chunk)
         total = mean_across_ranks(total, self.dist)  # the ratio is what counts: the mean is fine
         self.model.train()
@@ -232,9 +255,9 @@ class Trainer:
 
     def write_sample(self) -> tuple[Path, Path]:
         """A few seconds of audio from the current model (fp32, the backend `auto` picks), and its spectrogram."""
-        self.model.eval()
+        self.listened.eval()
         num = int(self.cfg.train.sample_seconds * self.model_cfg.sample_rate)
-        codes = generate(self.model, num, temperature=self.cfg.train.sample_temperature, seed=self.cfg.train.seed)
+        codes = generate(self.listened, num, temperature=self.cfg.train.sample_temperature, seed=self.cfg.train.seed)
         self.model.train()
         audio = mu_law_decode(codes[0]).cpu()
         stem = self.run_dir / "samples" / f"step_{self.step:08d}"
@@ -252,12 +275,15 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------------------
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
+        d = cfg.data
         batch = train_batch(
-            self.shards["train"], cfg.train.seed, self.dist.rank, self.step, cfg.data.batch_size, self.window
+            self.shards["train"], cfg.train.seed, self.dist.rank, self.step, d.batch_size, self.window, d.speed_jitter
         )
         batch = batch.to(self.device, non_blocking=True)
         loss, grad_norm = optimization_step(self.net, self.params, self.optimizer, batch, self.rf, cfg.optim.grad_clip)
         self.scheduler.step()
+        if self.average:
+            self.average.update(self.model, self.step)
         return loss, grad_norm
 
     def fit(self, make_tracker=None) -> TrainResult:
