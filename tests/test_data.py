@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from wavenet.audio import mu_law_decode, mu_law_encode
 from wavenet.data import CodeShard, build_shards, list_tracks, train_batch
 from wavenet.errors import UserError
 
@@ -56,3 +57,25 @@ def test_batches_are_a_function_of_step_and_rank(corpus, tmp_path):
     assert torch.equal(a, train_batch(shard, seed=0, rank=0, step=7, batch_size=4, length=300))
     assert not torch.equal(a, train_batch(shard, seed=0, rank=1, step=7, batch_size=4, length=300))
     assert not torch.equal(a, train_batch(shard, seed=0, rank=0, step=8, batch_size=4, length=300))
+
+
+def test_speed_jitter_plays_windows_a_few_percent_faster_or_slower():
+    rate, tone, length = 16000, 500.0, 8000
+    audio = 0.5 * np.sin(2 * np.pi * tone * np.arange(20 * rate) / rate)
+    shard = CodeShard(mu_law_encode(audio).numpy().astype(np.uint8), np.array([0]), np.array([len(audio)]))
+
+    def tones(batch: torch.Tensor) -> np.ndarray:  # zero crossings: two per period
+        signs = np.signbit(mu_law_decode(batch).numpy())
+        return (signs[:, 1:] != signs[:, :-1]).sum(1) / 2 / (length / rate)
+
+    plain = train_batch(shard, seed=0, rank=0, step=3, batch_size=32, length=length)
+    assert np.allclose(tones(plain), tone, atol=1.5)
+    jittered = train_batch(shard, seed=0, rank=0, step=3, batch_size=32, length=length, speed_jitter=0.05)
+    assert jittered.shape == plain.shape and jittered.dtype == plain.dtype
+    heard = tones(jittered)
+    assert heard.min() >= 0.95 * tone - 1.5 and heard.max() <= 1.05 * tone + 1.5
+    assert heard.max() - heard.min() > 0.05 * tone, "the speeds must differ from window to window"
+    again = train_batch(shard, seed=0, rank=0, step=3, batch_size=32, length=length, speed_jitter=0.05)
+    assert torch.equal(jittered, again), "a resumed run must see the same batches"
+    with pytest.raises(UserError, match=r"data.speed_jitter=0.7"):
+        train_batch(shard, seed=0, rank=0, step=3, batch_size=2, length=100, speed_jitter=0.7)

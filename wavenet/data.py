@@ -5,6 +5,7 @@ Windows are a pure function of the step, so a resumed run sees exactly the batch
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wavenet.audio import mu_law_encode, read_wav
+from wavenet.audio import mu_law_decode, mu_law_encode, read_wav
 from wavenet.errors import UserError
 from wavenet.storage import S3Settings, download_prefix, is_s3
 
@@ -146,9 +147,28 @@ def _write_shard(tracks: list[Track], sample_rate: int, prefix: Path) -> None:
     os.replace(tmp_index, prefix.with_suffix(".json"))
 
 
-def train_batch(shard: CodeShard, seed: int, rank: int, step: int, batch_size: int, length: int) -> torch.Tensor:
-    """The training batch for this step and rank: a pure function of its arguments."""
-    return shard.windows(np.random.default_rng([seed, rank, step]), batch_size, length)
+def train_batch(
+    shard: CodeShard, seed: int, rank: int, step: int, batch_size: int, length: int, speed_jitter: float = 0.0
+) -> torch.Tensor:
+    """The training batch for this step and rank: a pure function of its arguments. With speed_jitter each window
+    plays at a speed drawn from 1 +- speed_jitter (its pitch moves with it): more music from the same tracks."""
+    rng = np.random.default_rng([seed, rank, step])
+    if not speed_jitter:
+        return shard.windows(rng, batch_size, length)
+    if not 0.0 < speed_jitter < 0.5:
+        raise UserError(f"data.speed_jitter={speed_jitter}: use a fraction between 0 and 0.5 (0.03 is 3%), or 0.")
+    speeds = 1.0 + speed_jitter * rng.uniform(-1.0, 1.0, batch_size)
+    source = shard.windows(rng, batch_size, math.ceil((length - 1) * (1.0 + speed_jitter)) + 2)
+    return played_at(source, speeds, length)
+
+
+def played_at(codes: torch.Tensor, speeds: np.ndarray, length: int) -> torch.Tensor:
+    """Each row of mu-law codes played `speeds[row]` times as fast (linear interpolation), its first `length` codes."""
+    position = torch.arange(length, dtype=torch.float64)[None] * torch.from_numpy(speeds)[:, None]
+    left = position.long()
+    audio = mu_law_decode(codes)
+    mixed = torch.lerp(audio.gather(1, left), audio.gather(1, left + 1), (position - left).float())
+    return mu_law_encode(mixed)
 
 
 def validation_windows(shard: CodeShard, count: int, length: int) -> torch.Tensor:
