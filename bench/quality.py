@@ -71,6 +71,21 @@ class PlainWaveNet(nn.Module):
         return self.out2(F.relu(self.out1(F.relu(skips))))
 
 
+@torch.no_grad()
+def as_wavenet(plain: PlainWaveNet, cfg: WaveNetConfig) -> WaveNet:
+    """The same function as the project's module, so that its clip renders through the fast engine: a 1x1 conv
+    over one-hot codes is an embedding (a weight column plus the bias), and residual and skip are one conv's halves."""
+    model = WaveNet(cfg).to(plain.inp.weight.device)
+    model.embed.weight.copy_(plain.inp.weight[:, :, 0].T + plain.inp.bias)
+    for layer, dilated, res, skip in zip(model.layers, plain.dilated, plain.res, plain.skip, strict=True):
+        layer.dilated.load_state_dict(dilated.state_dict())
+        layer.out.weight.copy_(torch.cat([res.weight, skip.weight]))
+        layer.out.bias.copy_(torch.cat([res.bias, skip.bias]))
+    model.head[1].load_state_dict(plain.out1.state_dict())
+    model.head[3].load_state_dict(plain.out2.state_dict())
+    return model.eval()
+
+
 @dataclass
 class Variant:
     name: str
@@ -106,7 +121,8 @@ def make_recipe(name: str, cfg, run_dir: Path) -> Variant:
         trainer.train_step()
         trainer.step += 1
 
-    return Variant(name, trainer.model, step, cfg.data.batch_size * cfg.data.target_length)
+    # scored and heard: the weights train.py validates and ships (the moving average, with optim.ema_decay)
+    return Variant(name, trainer.listened, step, cfg.data.batch_size * cfg.data.target_length)
 
 
 def make_baseline(cfg, shards, device: torch.device) -> Variant:
@@ -154,29 +170,15 @@ def score(model: nn.Module, windows: torch.Tensor, rf: int, device: torch.device
 
 
 def listen(variant: Variant, model_cfg: WaveNetConfig, out: Path, seconds: float) -> None:
-    """A clip of the variant's music and its spectrogram: the project's model through its generation engine, the
-    baseline by plain sampling over a full window per sample (slow, but it needs no engine)."""
+    """A clip of the variant's music and its spectrogram, rendered by the project's generation engine."""
     model = variant.model.eval()
-    if isinstance(model, WaveNet):
-        codes = generate(model, int(seconds * model_cfg.sample_rate), seed=0)[0]
-    else:
-        codes = naive_generate(model, model_cfg, int(seconds * model_cfg.sample_rate))
+    if isinstance(model, PlainWaveNet):
+        model = as_wavenet(model, model_cfg)
+    codes = generate(model, int(seconds * model_cfg.sample_rate), seed=0)[0]
     audio = mu_law_decode(codes).cpu()
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", variant.name)  # recipe:optim.lr=1e-3 -> recipe_optim.lr_1e-3
     write_wav(out / f"{stem}.wav", audio, model_cfg.sample_rate)
     write_spectrogram_png(out / f"{stem}.png", audio, model_cfg.sample_rate)
-
-
-@torch.no_grad()
-def naive_generate(model: nn.Module, cfg: WaveNetConfig, count: int) -> torch.Tensor:
-    device = next(model.parameters()).device
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    codes = torch.full((1, cfg.receptive_field), 128, dtype=torch.long, device=device)
-    for _ in range(count):
-        logits = model(codes[:, -cfg.receptive_field :])[:, :, -1].float().cpu()
-        nxt = torch.multinomial(F.softmax(logits, dim=1), 1, generator=generator).to(device)
-        codes = torch.cat([codes, nxt], dim=1)
-    return codes[0, cfg.receptive_field :]
 
 
 def main() -> None:
@@ -189,7 +191,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=float, default=60.0, help="seconds of training time between scores")
     parser.add_argument("--val-windows", type=int, default=128)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--listen-seconds", type=float, default=2.0)
+    parser.add_argument("--listen-seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json and the clips")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
