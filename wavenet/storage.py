@@ -4,7 +4,7 @@ Every object we upload carries its sha256 in metadata (x-amz-meta-sha256). Uploa
 already matches; a large file goes up in parts, and an upload interrupted inside a file resumes from the parts the
 server holds (each checked by its MD5 against the local bytes). Downloads verify the sha256 and write to a
 temporary name, then rename. manifest.jsonl goes up last, so a reader never sees a manifest that names objects not
-yet there.
+yet there. boto3 is imported where S3 is used, so that training from a folder does not need it.
 """
 
 import contextlib
@@ -18,11 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-
 from wavenet.errors import UserError
 from wavenet.files import write_text_atomic
 
@@ -31,7 +26,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
 VERIFIED_LEDGER = ".verified.json"  # in a download folder: what was verified, by ETag and local stamp
 PART_SIZE = 8 * 2**20  # files larger than this go up in parts of this size (S3's smallest part is 5 MiB)
-TRANSFER = TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=4)
 CREDENTIAL_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken"}
 
 
@@ -62,6 +56,9 @@ def endpoint_of(settings: S3Settings) -> str | None:
 
 def make_client(settings: S3Settings | None = None):
     """The one boto3 S3 client factory: credentials from the standard chain only (environment, profile, role)."""
+    import boto3
+    from botocore.config import Config
+
     settings = settings or S3Settings()
     config = Config(
         retries={"max_attempts": settings.max_attempts, "mode": "standard"},
@@ -75,6 +72,8 @@ def make_client(settings: S3Settings | None = None):
 @contextlib.contextmanager
 def s3_errors(uri: str, settings: S3Settings) -> Iterator[None]:
     """Turn boto3's failures into one clear message that says what to check."""
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
     where = endpoint_of(settings) or "AWS S3"
     try:
         yield
@@ -95,6 +94,12 @@ def s3_errors(uri: str, settings: S3Settings) -> Iterator[None]:
         ) from err
     except BotoCoreError as err:
         raise UserError(f"S3 access to {uri} at {where} failed: {err}") from err
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=4)
 
 
 def sha256_file(path: Path) -> str:
@@ -239,6 +244,8 @@ def _list_parts(client, bucket: str, key: str, upload_id: str) -> Iterator[dict]
 
 
 def _remote_sha256(client, bucket: str, key: str) -> str | None:
+    from botocore.exceptions import ClientError
+
     try:
         return client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
     except ClientError as err:
@@ -307,7 +314,7 @@ def _fetch_verified(client, bucket: str, obj: dict, rel: str, dest: Path) -> tup
         return obj, rel, _stamp(dest)  # intact, only not yet in the ledger
     tmp = dest.with_name(f".{dest.name}.part")
     try:
-        client.download_file(bucket, obj["Key"], str(tmp), Config=TRANSFER)
+        client.download_file(bucket, obj["Key"], str(tmp), Config=_transfer_config())
         if expected and sha256_file(tmp) != expected:
             raise UserError(f"s3://{bucket}/{obj['Key']} does not match its sha256 after download; upload it again.")
         os.replace(tmp, dest)
