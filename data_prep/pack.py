@@ -1,0 +1,128 @@
+"""A prepared corpus packed small and exact, for a machine that cannot fetch or decode it (the GPU device).
+
+    python -m data_prep.pack data/game_music --out .gpu/corpus [--max-mib 42] [--val-minutes 10]
+    python -m data_prep.pack --unpack .gpu/corpus --out /tmp/game_music      # there: WAVs + manifest.jsonl
+
+Training sees 8-bit mu-law codes, so the pack holds exactly those: per track, the differences of successive codes
+(mod 256), xz-compressed; about 4.9 bits a sample on the game soundtracks instead of 16. Unpacked, each track is a
+16-bit WAV that encodes back to the same codes, with a manifest of the same ids and splits, so train.py and
+bench/quality.py read it like any prepared corpus. What does not fit in --max-mib is left out, listed in the
+report: validation first (--val-minutes in all, an equal share from the middle of each validation track), then
+whole training tracks in an order that mixes the sources. The licences folder goes along.
+"""
+
+import argparse
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wavenet.audio import mu_law_decode, mu_law_encode, read_wav, write_wav
+from wavenet.data import list_tracks
+from wavenet.errors import UserError
+from wavenet.files import write_text_atomic
+
+INDEX = "pack.json"
+LICENSES = "LICENSES"
+
+
+def packed_codes(codes: np.ndarray) -> bytes:
+    """Mu-law codes (uint8) -> xz of their successive differences, mod 256 (the first code kept as it is)."""
+    return lzma.compress(np.diff(codes, prepend=np.uint8(0)).tobytes())
+
+
+def unpacked_codes(blob: bytes) -> np.ndarray:
+    return np.cumsum(np.frombuffer(lzma.decompress(blob), dtype=np.uint8), dtype=np.uint8)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def pack(corpus: Path, out: Path, max_mib: float, val_minutes: float, log=print) -> dict:
+    """Pack what fits of the corpus into `out`; returns the index (also written as out/pack.json)."""
+    tracks = list_tracks(corpus)
+    if out.resolve() == corpus.resolve():
+        raise UserError(f"--out {out} is the corpus itself; pack into another folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    budget, used = max_mib * 2**20, 0
+    val = [t for t in tracks if t.split == "val"]
+    val_share = val_minutes * 60 / len(val)  # seconds from each validation track
+    train = sorted((t for t in tracks if t.split == "train"), key=lambda t: hashlib.sha256(t.id.encode()).digest())
+    entries, left_out = [], []
+    for track in val + train:
+        if budget - used < budget / 100:  # full: the rest is left out unread
+            left_out.append(track.id)
+            continue
+        audio, rate = read_wav(track.path)
+        if track.split == "val" and len(audio) > val_share * rate:
+            start = (len(audio) - int(val_share * rate)) // 2
+            audio = audio[start : start + int(val_share * rate)]
+        blob = packed_codes(mu_law_encode(audio).numpy().astype(np.uint8))
+        if used + len(blob) > budget:
+            left_out.append(track.id)
+            continue
+        write_bytes_atomic(out / f"{track.id}.xz", blob)
+        used += len(blob)
+        entries.append({"id": track.id, "split": track.split, "samples": len(audio), "sample_rate": rate})
+    if (corpus / LICENSES).is_dir():
+        shutil.copytree(corpus / LICENSES, out / LICENSES, dirs_exist_ok=True)
+    index = {"source": str(corpus), "tracks": entries, "left_out": left_out, "mib": used / 2**20}
+    write_text_atomic(out / INDEX, json.dumps(index, indent=1) + "\n")
+    for split in ("train", "val"):
+        hours = sum(e["samples"] / e["sample_rate"] for e in entries if e["split"] == split) / 3600
+        log(f"{split}: {sum(e['split'] == split for e in entries)} tracks, {hours:.2f} hours")
+    log(f"{used / 2**20:.1f} MiB in {out}; left out {len(left_out)} of {len(tracks)} tracks")
+    return index
+
+
+def unpack(packed: Path, out: Path, log=print) -> Path:
+    """Write the pack's tracks as WAVs with a manifest.jsonl into `out` (a corpus folder); returns `out`."""
+    if not (packed / INDEX).is_file():
+        raise UserError(f"{packed} holds no {INDEX}: make it with python -m data_prep.pack CORPUS --out {packed}.")
+    index = json.loads((packed / INDEX).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for entry in index["tracks"]:
+        codes = unpacked_codes((packed / f"{entry['id']}.xz").read_bytes())
+        if len(codes) != entry["samples"]:
+            raise UserError(f"{packed / (entry['id'] + '.xz')} is damaged: pack the corpus again.")
+        write_wav(out / f"{entry['id']}.wav", mu_law_decode(torch.from_numpy(codes)), entry["sample_rate"])
+        duration = entry["samples"] / entry["sample_rate"]
+        lines.append({"id": entry["id"], "path": f"{entry['id']}.wav", "split": entry["split"], "duration": duration})
+    if (packed / LICENSES).is_dir():
+        shutil.copytree(packed / LICENSES, out / LICENSES, dirs_exist_ok=True)
+    write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    log(f"unpacked {len(lines)} tracks into {out}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("corpus", type=Path, nargs="?", help="a prepared corpus folder (manifest.jsonl)")
+    parser.add_argument("--unpack", type=Path, help="a pack to write out as a corpus folder instead")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--max-mib", type=float, default=42.0, help="the pack's size at most (MiB)")
+    parser.add_argument("--val-minutes", type=float, default=10.0, help="validation audio kept at most")
+    args = parser.parse_args()
+    try:
+        if args.unpack:
+            unpack(args.unpack, args.out)
+        elif args.corpus:
+            pack(args.corpus, args.out, args.max_mib, args.val_minutes)
+        else:
+            parser.error("give a corpus folder to pack, or --unpack PACK")
+    except UserError as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()
