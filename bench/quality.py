@@ -3,6 +3,7 @@
     python bench/quality.py --corpus data/game_music                        # CPU: tiny, 10 minutes each
     python bench/quality.py --corpus data/game_music --scale gpu            # one GPU: base, 7 minutes each
     python bench/quality.py --corpus ... --variants baseline recipe "recipe:optim.lr=1e-3"   # ablations
+    python bench/quality.py --report A/results.json B/results.json     # one table from runs of one variant each
 
 Variants:
 - `baseline`: the textbook WaveNet, written here in a few lines: one-hot input, the same layer sizes, Adam at a
@@ -15,6 +16,8 @@ machine slows all of them alike; each keeps its own clock of training time, and 
 Every --eval-every seconds of its training time a variant is scored by one evaluator on the same validation
 windows: bits per sample, beside the order-0 (unigram) entropy of those windows. Prints the curves and a table;
 --out gets a JSON of every figure and, per variant, a clip of its music with its spectrogram, to listen to.
+On one GPU two variants of 7 minutes do not fit in one 10-minute device call: run one variant per call and join
+them with --report (the same corpus and scale give the same validation windows: checked by their order-0 figure).
 """
 
 import argparse
@@ -39,7 +42,7 @@ from wavenet.config import register_configs
 from wavenet.data import build_shards, list_tracks, train_batch, unigram_bits, validation_windows
 from wavenet.generation import generate
 from wavenet.model import WaveNet, WaveNetConfig
-from wavenet.training import Trainer, autocast, nll_bits
+from wavenet.training import Trainer, autocast, nll_bits, warmup_cosine
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALES = {  # experiment, default minutes per variant, device
@@ -113,7 +116,9 @@ def compose_config(experiment: str, corpus: Path, cache: Path, overrides: list[s
         )
 
 
-def make_recipe(name: str, cfg, run_dir: Path) -> Variant:
+def make_recipe(name: str, cfg, run_dir: Path, budget_s: float) -> Variant:
+    """The project's Trainer, with its warmup and cosine decay ending with the budget: the decay follows the share
+    of the budget used, so that the schedule fits whatever pace the machine keeps."""
     trainer = Trainer(cfg, run_dir, name)
     trainer.model.train()
 
@@ -122,7 +127,16 @@ def make_recipe(name: str, cfg, run_dir: Path) -> Variant:
         trainer.step += 1
 
     # scored and heard: the weights train.py validates and ships (the moving average, with optim.ema_decay)
-    return Variant(name, trainer.listened, step, cfg.data.batch_size * cfg.data.target_length)
+    variant = Variant(name, trainer.listened, step, cfg.data.batch_size * cfg.data.target_length)
+    o = cfg.optim
+
+    def lr_factor(step: int) -> float:
+        used = variant.train_s / budget_s
+        total = round(step / used) if used > 0 else sys.maxsize  # the steps the budget holds at this pace
+        return warmup_cosine(step, o.warmup_steps, max(step, total), o.min_lr / o.lr)
+
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lr_factor)
+    return variant
 
 
 def make_baseline(cfg, shards, device: torch.device) -> Variant:
@@ -181,9 +195,29 @@ def listen(variant: Variant, model_cfg: WaveNetConfig, out: Path, seconds: float
     write_spectrogram_png(out / f"{stem}.png", audio, model_cfg.sample_rate)
 
 
+def print_table(rows: list[dict], floor: float) -> None:
+    base = next((r for r in rows if r["variant"] == "baseline"), None)
+    print(f"\n{'variant':<40} {'bits/sample':>11} {'vs baseline':>12} {'steps':>7} {'samples/s':>10}")
+    print("-" * 84)
+    for r in rows:
+        delta = f"{r['bits'] - base['bits']:+.3f}" if base else ""
+        print(f"{r['variant']:<40} {r['bits']:>11.3f} {delta:>12} {r['steps']:>7} {r['samples_per_s']:>10,.0f}")
+    print(f"{'order-0 (unigram)':<40} {floor:>11.3f}")
+
+
+def report(paths: list[Path]) -> None:
+    """One table from the results.json of separate runs on the same validation windows."""
+    results = [json.loads(path.read_text()) for path in paths]
+    for path, result in zip(paths[1:], results[1:], strict=True):
+        if abs(result["unigram_bits"] - results[0]["unigram_bits"]) > 1e-9:
+            raise SystemExit(f"error: {path} was scored on other windows than {paths[0]} (another corpus or scale)")
+    print_table([row for result in results for row in result["variants"]], results[0]["unigram_bits"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True, help="a prepared corpus folder (manifest.jsonl)")
+    parser.add_argument("--corpus", type=Path, help="a prepared corpus folder (manifest.jsonl)")
+    parser.add_argument("--report", type=Path, nargs="+", help="results.json files to join into one table")
     parser.add_argument("--scale", choices=SCALES, default="cpu")
     parser.add_argument("--minutes", type=float, default=None, help="training minutes per variant")
     parser.add_argument("--variants", nargs="+", default=["baseline", "recipe"])
@@ -194,6 +228,10 @@ def main() -> None:
     parser.add_argument("--listen-seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json and the clips")
     args = parser.parse_args()
+    if args.report:
+        return report(args.report)
+    if args.corpus is None:
+        parser.error("--corpus is required (or --report)")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="lofi-quality-") as work:  # shards and run folders, removed after
         run(args, Path(work))
@@ -219,18 +257,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
         if name != "recipe":
             raise SystemExit(f"error: unknown variant {spec!r}: use baseline, recipe or recipe:KEY=VALUE,...")
         overrides = [o for o in extra.split(",") if o]
-        probe_cfg = compose_config(
-            experiment, args.corpus.resolve(), work / "cache", [*overrides, "train.max_steps=10"]
-        )
-        probe = make_recipe(spec, probe_cfg, work / f"probe-{len(variants)}")
-        probe.step()  # the first step pays for warm-up
-        train_for(probe, 5.0, device)
-        steps = max(10, round(budget_s * probe.steps / probe.train_s))  # the schedule ends with the budget
-        cfg = compose_config(
-            experiment, args.corpus.resolve(), work / "cache", [*overrides, f"train.max_steps={steps}"]
-        )
-        variants.append(make_recipe(spec, cfg, work / f"run-{len(variants)}"))
-        print(f"{spec}: schedule over {steps} steps (measured {probe.steps / probe.train_s:.2f} steps/s)", flush=True)
+        cfg = compose_config(experiment, args.corpus.resolve(), work / "cache", overrides)
+        variants.append(make_recipe(spec, cfg, work / f"run-{len(variants)}", budget_s))
+    for v in variants:  # warm-up (compilation, autotuning) outside every clock: one step each
+        v.step()
+        v.steps += 1
 
     print(f"order-0 baseline of the validation windows: {floor:.3f} bits/sample; {len(windows)} windows", flush=True)
     for v in variants:
@@ -248,19 +279,17 @@ def run(args: argparse.Namespace, work: Path) -> None:
                     f"{v.name:<40} {v.train_s / 60:6.2f} min {v.steps:6d} steps {v.curve[-1][1]:.3f} bits", flush=True
                 )
 
-    base = next((v for v in variants if v.name == "baseline"), None)
-    print(f"\n{'variant':<40} {'bits/sample':>11} {'vs baseline':>12} {'steps':>7} {'samples/s':>10}")
-    print("-" * 84)
-    rows = []
-    for v in variants:
-        final = v.curve[-1][1]
-        delta = f"{final - base.curve[-1][1]:+.3f}" if base else ""
-        samples_per_s = v.steps * v.samples_per_step / v.train_s
-        print(f"{v.name:<40} {final:>11.3f} {delta:>12} {v.steps:>7} {samples_per_s:>10,.0f}")
-        rows.append(
-            {"variant": v.name, "bits": final, "steps": v.steps, "samples_per_s": samples_per_s, "curve": v.curve}
-        )
-    print(f"{'order-0 (unigram)':<40} {floor:>11.3f}")
+    rows = [
+        {
+            "variant": v.name,
+            "bits": v.curve[-1][1],
+            "steps": v.steps,
+            "samples_per_s": v.steps * v.samples_per_step / v.train_s,
+            "curve": v.curve,
+        }
+        for v in variants
+    ]
+    print_table(rows, floor)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         for v in variants:
