@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU path on a bare GPU machine, in two parts of under 10 minutes each; results as JSON and logs in $OUT.
+# Every GPU path on a bare GPU machine, in parts of under 10 minutes each; results as JSON and logs in $OUT.
 #
-#   here:        python bench/gpu_carry.py                  (the wheels that machine lacks, into .gpu/wheels)
-#   there:       bash bench/gpu_check.sh 1; bash bench/gpu_check.sh 2    (device run, carry [".gpu"])
+#   here:        python bench/gpu_carry.py       (the wheels that machine lacks: .gpu/wheels, .gpu/wheels-tests)
+#   there:       bash bench/gpu_check.sh 1; bash bench/gpu_check.sh 2    (device runs, carry [".gpu"])
+#   music:       python -m data_prep.pack data/game_music --out .gpu/corpus             (here: 42 MiB of real music)
+#                bash bench/gpu_check.sh quality baseline; ... quality recipe    (there, carry .gpu/wheels and
+#                .gpu/corpus; then here: python bench/quality.py --report A/results.json B/results.json)
+#                bash bench/gpu_check.sh ship   (there, carry .gpu/wheels, .gpu/corpus and .gpu/ship: base on the
+#                real music, resumed from .gpu/ship/last.pt if carried; copy $OUT/ship to .gpu/ship for the next)
 #   dry run:     PYTHON=<a venv's python> GPU_CHECK_DRY=1 bash bench/gpu_check.sh 1   (CPU, tiny sizes: the
 #                plumbing only; it installs the wheels into that Python, so give it a venv holding only torch,
 #                numpy, scipy, pillow and tqdm, as the GPU image does)
@@ -15,6 +20,9 @@
 # Part 2, end to end: train.py on the synthetic corpus for about two minutes, generate.py from its checkpoint, and
 # the stream's renderer with the best GPU backend for 60 s beside a playout that takes audio at real time (no
 # encoder: that machine has no ffmpeg).
+# quality VARIANT: one variant of bench/quality.py at the GPU scale (base, 7 minutes), a call each, since two do not
+# fit in one; the report joins them (same corpus, same validation windows). ship: train.py on the packed real music
+# for about 8 minutes a call, checkpointing every 1000 steps, so that the next call resumes where it stopped.
 # Each step has its own time limit and its exit status is recorded; a failing step does not stop the others.
 set -uo pipefail
 part=${1:?usage: bench/gpu_check.sh 1|2}
@@ -24,6 +32,8 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 python=${PYTHON:-python}  # the machine's own Python (its PyTorch); PYTHON=... for a dry run in another environment
 dry=${GPU_CHECK_DRY:-}
 log="$OUT/part$part.log"
+work=$(mktemp -d)  # corpora, runs and clips made on the way; removed at the end
+trap 'rm -rf "$work"' EXIT
 
 note() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
 
@@ -40,8 +50,10 @@ step() {
 }
 
 if [ -d .gpu/wheels ]; then
-    step install 120 "$python" -m pip install --no-index --find-links .gpu/wheels \
-        hydra-core omegaconf soundfile ffmpeg-python boto3 pytest
+    packages=(hydra-core omegaconf soundfile ffmpeg-python)
+    [ -d .gpu/wheels-tests ] && packages+=(boto3 pytest)
+    step install 120 "$python" -m pip install --no-index --find-links .gpu/wheels --find-links .gpu/wheels-tests \
+        "${packages[@]}"
     step install-torchaudio 60 "$python" -m pip install --no-index --no-deps --find-links .gpu/wheels torchaudio
 fi
 "$python" - <<'EOF' >>"$log" 2>&1
@@ -68,7 +80,6 @@ if [ "$part" = 1 ]; then
     step train-throughput 150 "$python" bench/train_throughput.py --device "$device" --model "$train_model" \
         --batch "$batch" --target "$target" --steps 10 --warmup 3 --json "$OUT/train-throughput.json"
 elif [ "$part" = 2 ]; then
-    work=$(mktemp -d)
     step corpus 60 "$python" -m data_prep.demo_corpus --out "$work/corpus" --tracks 8
     if [ -n "$dry" ]; then
         train=(model=tiny train.max_steps=20 train.device=cpu data.target_length=512 data.batch_size=2)
@@ -86,6 +97,38 @@ elif [ "$part" = 2 ]; then
             --json "$OUT/stream-render.json"
     else
         note "no checkpoint from train.py: generate and render skipped"
+    fi
+elif [ "$part" = quality ] || [ "$part" = ship ]; then
+    pack=.gpu/corpus
+    if [ -n "$dry" ] && [ ! -f "$pack/pack.json" ]; then  # the dry run packs the synthetic corpus
+        step corpus 60 "$python" -m data_prep.demo_corpus --out "$work/demo" --tracks 8
+        pack=$work/pack
+        step pack 60 "$python" -m data_prep.pack "$work/demo" --out "$pack"
+    fi
+    step unpack 120 "$python" -m data_prep.pack --unpack "$pack" --out "$work/corpus"
+    if [ "$part" = quality ]; then
+        variant=${2:?usage: bench/gpu_check.sh quality baseline|recipe[:KEY=VALUE,...]}
+        if [ -n "$dry" ]; then
+            sizes=(--scale cpu --minutes 0.1 --val-windows 8 --listen-seconds 0.5)
+        else
+            sizes=(--scale gpu)
+        fi
+        step quality 570 "$python" bench/quality.py --corpus "$work/corpus" "${sizes[@]}" --variants "$variant" \
+            --out "$OUT/quality"
+    else
+        if [ -n "$dry" ]; then
+            train=(model=tiny train.device=cpu data.target_length=512 data.batch_size=2 "train.max_steps=${SHIP_STEPS:-40}" train.val_interval=10)
+        else  # about 20 minutes over three calls, if base trains at ~26 steps/s (predicted from the GUIDE's anchor)
+            train=(+exp=lofi_base "train.max_steps=${SHIP_STEPS:-30000}" train.val_interval=1000 train.sample_interval=10000)
+        fi
+        run=$work/ship
+        mkdir -p "$run/checkpoints"
+        [ -f .gpu/ship/last.pt ] && cp .gpu/ship/last.pt "$run/checkpoints/" && cp .gpu/ship/metrics.jsonl "$run/"
+        step train "${SHIP_SECONDS:-480}" "$python" train.py "${train[@]}" data=folder "data.source=$work/corpus" \
+            "data.cache_dir=$work/cache" logger=none name=ship "hydra.run.dir=$run" train.resume=auto
+        mkdir -p "$OUT/ship"
+        cp "$run"/checkpoints/last.pt "$run"/checkpoints/best.pt "$run"/metrics.jsonl "$OUT/ship/" 2>/dev/null
+        note "ship: $(tail -n 1 "$run/metrics.jsonl" 2>/dev/null)"
     fi
 fi
 note "part $part done; results in $OUT"
