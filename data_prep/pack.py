@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import lzma
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from wavenet.audio import mu_law_decode, mu_law_encode, read_wav, write_wav
 from wavenet.data import list_tracks
 from wavenet.errors import UserError
-from wavenet.files import write_text_atomic
+from wavenet.files import write_bytes_atomic, write_text_atomic
 
 INDEX = "pack.json"
 LICENSES = "LICENSES"
@@ -39,12 +38,6 @@ def packed_codes(codes: np.ndarray) -> bytes:
 
 def unpacked_codes(blob: bytes) -> np.ndarray:
     return np.cumsum(np.frombuffer(lzma.decompress(blob), dtype=np.uint8), dtype=np.uint8)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def pack(corpus: Path, out: Path, max_mib: float, val_minutes: float, log=print) -> dict:
@@ -77,6 +70,10 @@ def pack(corpus: Path, out: Path, max_mib: float, val_minutes: float, log=print)
         shutil.copytree(corpus / LICENSES, out / LICENSES, dirs_exist_ok=True)
     index = {"source": str(corpus), "tracks": entries, "left_out": left_out, "mib": used / 2**20}
     write_text_atomic(out / INDEX, json.dumps(index, indent=1) + "\n")
+    kept = {e["id"] for e in entries}
+    for stale in out.glob("*.xz"):  # from an earlier pack into this folder: it would only add to the carry
+        if stale.stem not in kept:
+            stale.unlink()
     for split in ("train", "val"):
         hours = sum(e["samples"] / e["sample_rate"] for e in entries if e["split"] == split) / 3600
         log(f"{split}: {sum(e['split'] == split for e in entries)} tracks, {hours:.2f} hours")
@@ -92,9 +89,13 @@ def unpack(packed: Path, out: Path, log=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for entry in index["tracks"]:
-        codes = unpacked_codes((packed / f"{entry['id']}.xz").read_bytes())
+        path = packed / f"{entry['id']}.xz"
+        try:
+            codes = unpacked_codes(path.read_bytes())
+        except (OSError, lzma.LZMAError) as err:
+            raise UserError(f"{path} cannot be read ({err}): pack the corpus again.") from err
         if len(codes) != entry["samples"]:
-            raise UserError(f"{packed / (entry['id'] + '.xz')} is damaged: pack the corpus again.")
+            raise UserError(f"{path} holds {len(codes)} samples, not {entry['samples']}: pack the corpus again.")
         write_wav(out / f"{entry['id']}.wav", mu_law_decode(torch.from_numpy(codes)), entry["sample_rate"])
         duration = entry["samples"] / entry["sample_rate"]
         lines.append({"id": entry["id"], "path": f"{entry['id']}.wav", "split": entry["split"], "duration": duration})

@@ -42,17 +42,24 @@ def test_pack_keeps_to_its_size_and_validation_minutes(corpus, tmp_path):
 
     full = pack(corpus, tmp_path / "full", max_mib=64, val_minutes=60, log=lambda *_: None)
     val_seconds = min(e["samples"] for e in full["tracks"] if e["split"] == "val") / 16000 / 2
-    smaller = pack(corpus, tmp_path / "small", max_mib=full["mib"] / 2, val_minutes=val_seconds / 60, log=print)
+    smaller = pack(corpus, tmp_path / "full", max_mib=full["mib"] / 2, val_minutes=val_seconds / 60, log=print)
     assert smaller["mib"] <= full["mib"] / 2 and smaller["left_out"]
     assert sum(e["samples"] for e in smaller["tracks"] if e["split"] == "val") == int(val_seconds * 16000)
     assert set(smaller["left_out"]) == {e["id"] for e in full["tracks"]} - {e["id"] for e in smaller["tracks"]}
+    packed = {p.stem for p in (tmp_path / "full").glob("*.xz")}
+    assert packed == {e["id"] for e in smaller["tracks"]}, "a pack into the same folder leaves no stale tracks"
 
 
-def test_unpack_names_a_folder_that_is_no_pack(tmp_path):
-    from data_prep.pack import unpack
+def test_unpack_names_what_is_missing_or_damaged(corpus, tmp_path):
+    from data_prep.pack import pack, unpack
 
     with pytest.raises(UserError, match=r"holds no pack.json: make it with python -m data_prep.pack"):
         unpack(tmp_path, tmp_path / "out")
+    index = pack(corpus, tmp_path / "pack", max_mib=64, val_minutes=1, log=lambda *_: None)
+    damaged = tmp_path / "pack" / f"{index['tracks'][0]['id']}.xz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(UserError, match=rf"{damaged.name} cannot be read .*pack the corpus again"):
+        unpack(tmp_path / "pack", tmp_path / "out", log=lambda *_: None)
 
 
 def test_training_and_the_quality_bench_import_neither_s3_nor_wandb():

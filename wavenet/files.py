@@ -4,10 +4,15 @@ import os
 from pathlib import Path
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Replace `path` with `text` in one step."""
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Replace `path` with `data` in one step."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Replace `path` with `text` in one step."""
+    return write_bytes_atomic(path, text.encode())
