@@ -23,7 +23,6 @@ them with --report (the same corpus and scale give the same validation windows: 
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -296,7 +295,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             listen(v, model_cfg, args.out, args.listen_seconds)
         result = {
             "date": date.today().isoformat(),
-            "device": torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor()} CPU",
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {os.cpu_count()} cores",
             "threads": args.threads,
             "torch": torch.__version__,
             "command": "python bench/quality.py " + " ".join(sys.argv[1:]),
