@@ -1,6 +1,6 @@
 """Make .gpu/wheels: what a bare GPU machine lacks to run bench/gpu_check.sh, downloaded here where PyPI answers.
 
-    python bench/gpu_carry.py            # then, on the device: bash bench/gpu_check.sh 1 (carry .gpu)
+    python bench/gpu_carry.py       # then, on the device: bash bench/gpu_check.sh 1 (carry .gpu/wheels*)
 
 The GPU machines start with PyTorch, Triton, numpy, scipy, pillow and tqdm only. This fetches the rest, at this
 virtual environment's versions, for that machine's Python (3.12, as ../.library/device/KINDS.md reads it; --python
