@@ -3,7 +3,7 @@
 #
 #   here:        python bench/gpu_carry.py       (the wheels that machine lacks: .gpu/wheels, .gpu/wheels-tests)
 #   there:       bash bench/gpu_check.sh 1; bash bench/gpu_check.sh 2    (carry .gpu/wheels, .gpu/wheels-tests)
-#   music:       python -m data_prep.pack data/game_music --out .gpu/corpus             (here: 42 MiB of real music)
+#   music:       python -m data_prep.pack data/game_music --out .gpu/corpus             (here: 40 MiB of real music)
 #                bash bench/gpu_check.sh quality baseline; ... quality recipe    (there, carry .gpu/wheels and
 #                .gpu/corpus; then here: python bench/quality.py --report A/results.json B/results.json)
 #                bash bench/gpu_check.sh ship   (there, carry .gpu/wheels, .gpu/corpus and .gpu/ship: base on the

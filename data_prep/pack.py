@@ -1,6 +1,6 @@
 """A prepared corpus packed small and exact, for a machine that cannot fetch or decode it (the GPU device).
 
-    python -m data_prep.pack data/game_music --out .gpu/corpus [--max-mib 42] [--val-minutes 10]
+    python -m data_prep.pack data/game_music --out .gpu/corpus [--max-mib 40] [--val-minutes 10]
     python -m data_prep.pack --unpack .gpu/corpus --out /tmp/game_music      # there: WAVs + manifest.jsonl
 
 Training sees 8-bit mu-law codes, so the pack holds exactly those: per track, the differences of successive codes
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("corpus", type=Path, nargs="?", help="a prepared corpus folder (manifest.jsonl)")
     parser.add_argument("--unpack", type=Path, help="a pack to write out as a corpus folder instead")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--max-mib", type=float, default=42.0, help="the pack's size at most (MiB)")
+    parser.add_argument("--max-mib", type=float, default=40.0, help="the pack's size at most (MiB)")
     parser.add_argument("--val-minutes", type=float, default=10.0, help="validation audio kept at most")
     args = parser.parse_args()
     try:
