@@ -17,7 +17,7 @@ from scipy.signal import butter, sosfilt
 
 from wavenet.audio import write_wav
 from wavenet.data import stable_split
-from wavenet.files import write_text_atomic
+from wavenet.files import write_jsonl_atomic
 
 SAMPLE_RATE = 16000
 VAL_FRACTION = 0.2
@@ -200,7 +200,7 @@ def make_corpus(out: Path, tracks: int = 20, seed: int = 0, log=print) -> Path:
             }
         )
         log(f"  {path.name}: {entries[-1]['duration']:.1f} s, {entries[-1]['split']}")
-    write_text_atomic(manifest, "".join(json.dumps(e) + "\n" for e in entries))
+    write_jsonl_atomic(manifest, entries)
     minutes = sum(e["duration"] for e in entries) / 60
     log(f"demo corpus: {tracks} tracks, {minutes:.1f} minutes, in {out}")
     return manifest

@@ -25,7 +25,7 @@ import torch
 from wavenet.audio import mu_law_decode, mu_law_encode, read_wav, write_wav
 from wavenet.data import list_tracks
 from wavenet.errors import UserError
-from wavenet.files import write_bytes_atomic, write_text_atomic
+from wavenet.files import write_bytes_atomic, write_jsonl_atomic, write_text_atomic
 
 INDEX = "pack.json"
 LICENSES = "LICENSES"
@@ -101,7 +101,7 @@ def unpack(packed: Path, out: Path, log=print) -> Path:
         lines.append({"id": entry["id"], "path": f"{entry['id']}.wav", "split": entry["split"], "duration": duration})
     if (packed / LICENSES).is_dir():
         shutil.copytree(packed / LICENSES, out / LICENSES, dirs_exist_ok=True)
-    write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    write_jsonl_atomic(out / "manifest.jsonl", lines)
     log(f"unpacked {len(lines)} tracks into {out}")
     return out
 

@@ -29,7 +29,7 @@ from data_prep.walk import walk
 from wavenet.audio import write_wav
 from wavenet.data import stable_split
 from wavenet.errors import UserError
-from wavenet.files import write_text_atomic
+from wavenet.files import write_jsonl_atomic, write_text_atomic
 from wavenet.progress import Progress
 from wavenet.storage import VERIFIED_LEDGER, S3Settings, download_prefix, is_s3, sha256_file
 
@@ -223,9 +223,9 @@ def prepare_folder(
 
     ordered = [records[k] for k in sorted(records)]
     manifest = sorted((e for r in ordered for e in r.get("entries", [])), key=lambda e: e["id"])
-    write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(e) + "\n" for e in manifest))
+    write_jsonl_atomic(out / "manifest.jsonl", manifest)
     kept = [{k: v for k, v in r.items() if k != "unchanged"} for r in ordered if "fingerprint" in r]
-    write_text_atomic(out / LEDGER, "".join(json.dumps(r) + "\n" for r in kept))
+    write_jsonl_atomic(out / LEDGER, kept)
     report = build_report(ordered, manifest, s)
     write_text_atomic(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report

@@ -1,6 +1,8 @@
 """Atomic writes: a temporary name in the same folder, then a rename, so a reader or a crash never sees half a file."""
 
+import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -16,3 +18,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
 def write_text_atomic(path: Path, text: str) -> Path:
     """Replace `path` with `text` in one step."""
     return write_bytes_atomic(path, text.encode())
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> Path:
+    """Replace `path` with one JSON object per line (manifest.jsonl and its kind), in one step."""
+    return write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
