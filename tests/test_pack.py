@@ -64,6 +64,9 @@ def test_unpack_names_what_is_missing_or_damaged(corpus, tmp_path):
 
 def test_training_and_the_quality_bench_import_neither_s3_nor_wandb():
     """The GPU machine carries few wheels: training from a folder must not need boto3 (S3) or wandb."""
-    code = "import sys, train, bench.quality, data_prep.pack; print(sorted({'boto3', 'botocore', 'wandb'} & set(sys.modules)))"
+    code = (
+        "import json, sys, train, bench.quality, data_prep.pack; "
+        "print(json.dumps(sorted({'boto3', 'botocore', 'wandb'} & set(sys.modules))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert json.loads(out.replace("'", '"')) == []
+    assert json.loads(out) == []
