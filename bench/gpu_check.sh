@@ -7,7 +7,9 @@
 #                bash bench/gpu_check.sh quality baseline; ... quality recipe    (there, carry .gpu/wheels and
 #                .gpu/corpus; then here: python bench/quality.py --report A/results.json B/results.json)
 #                bash bench/gpu_check.sh ship   (there, carry .gpu/wheels, .gpu/corpus and .gpu/ship: base on the
-#                real music, resumed from .gpu/ship/last.pt if carried; copy $OUT/ship to .gpu/ship for the next)
+#                real music, resumed from .gpu/ship/last.pt if carried; for the next call copy $OUT/ship's last.pt
+#                and metrics.jsonl to .gpu/ship, and its best.pt, if one came back, out of .gpu: only a call that
+#                improved validation writes one, and two checkpoints would not fit the carry)
 #   dry run:     PYTHON=<a venv's python> GPU_CHECK_DRY=1 bash bench/gpu_check.sh 1   (CPU, tiny sizes: the
 #                plumbing only; it installs the wheels into that Python, so give it a venv holding only torch,
 #                numpy, scipy, pillow and tqdm, as the GPU image does)
