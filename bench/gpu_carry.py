@@ -4,9 +4,8 @@
 
 The GPU machines start with PyTorch, Triton, numpy, scipy, pillow and tqdm only. This fetches the rest, at this
 virtual environment's versions, for that machine's Python (3.12, as ../.library/device/KINDS.md reads it; --python
-for another), in two folders: .gpu/wheels
-for what training, generation and the benches import (Hydra and OmegaConf, soundfile, torchaudio for
-spectrograms), and .gpu/wheels-tests for the tests (pytest, boto3 for the S3 fixtures: 18 MiB, mostly botocore).
+for another), in two folders: .gpu/wheels for what training, generation and the benches import (Hydra and
+OmegaConf, soundfile), and .gpu/wheels-tests for the tests (pytest, boto3 for the S3 fixtures: 18 MiB, mostly botocore).
 A device call carries 64 MiB in all: the music runs carry .gpu/wheels and the packed corpus (data_prep.pack)
 without the tests' wheels. pip skips what that machine already holds. ffmpeg, nginx, W&B and the data_prep extras stay behind.
 """
@@ -41,7 +40,7 @@ TESTS = [
     "pluggy",
     "pygments",
 ]
-PER_PYTHON = ["PyYAML", "cffi", "torchaudio"]  # compiled for one Python version each
+PER_PYTHON = ["PyYAML", "cffi"]  # compiled for one Python version each
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
 
 

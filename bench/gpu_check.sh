@@ -56,7 +56,6 @@ if [ -d .gpu/wheels ]; then
     [ -d .gpu/wheels-tests ] && packages+=(boto3 pytest)
     step install 120 "$python" -m pip install --no-index --find-links .gpu/wheels --find-links .gpu/wheels-tests \
         "${packages[@]}"
-    step install-torchaudio 60 "$python" -m pip install --no-index --no-deps --find-links .gpu/wheels torchaudio
 fi
 "$python" - <<'EOF' >>"$log" 2>&1
 import platform, torch

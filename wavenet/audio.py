@@ -14,7 +14,7 @@ MU_LAW_CLASSES = 256
 
 def mu_law_encode(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Float audio in [-1, 1] to mu-law class indices 0..255 (int64): compress by log(1 + mu|x|) / log(1 + mu),
-    then round onto 256 levels. The same codes as torchaudio's mu_law_encoding (tested), without needing it."""
+    then round onto 256 levels (the textbook formula, as torchaudio's mu_law_encoding computes it)."""
     audio = torch.as_tensor(audio, dtype=torch.float32).clamp(-1.0, 1.0)
     mu = torch.tensor(MU_LAW_CLASSES - 1.0)  # a 0-d CPU tensor acts as a scalar on any device
     compressed = torch.sign(audio) * torch.log1p(mu * audio.abs()) / torch.log1p(mu)
@@ -48,16 +48,27 @@ def write_wav(path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: i
     return path
 
 
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    """Triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist, (n_mels, n_fft // 2 + 1): each
+    peaks at 1 on its centre and falls to 0 at its neighbours' centres."""
+    hz = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    top_mel = 2595 * np.log10(1 + sample_rate / 2 / 700)
+    edges = 700 * (10 ** (torch.linspace(0, top_mel, n_mels + 2) / 2595) - 1)
+    low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    return torch.minimum((hz - low) / (centre - low), (high - hz) / (high - centre)).clamp_min(0)
+
+
 def write_spectrogram_png(
     path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: int, size: tuple[int, int] | None = None
 ) -> Path:
     """A log-mel spectrogram of mono audio as a PNG (low frequencies at the bottom), written atomically; `size`
     (width, height) for a thumbnail, else 256 high and at least 256 wide."""
-    import torchaudio.transforms as T
     from PIL import Image
 
     audio = torch.as_tensor(audio, dtype=torch.float32).flatten()
-    mel = T.MelSpectrogram(sample_rate, n_fft=1024, hop_length=128, n_mels=128)(audio)
+    n_fft, hop = 1024, 128
+    power = torch.stft(audio, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs() ** 2
+    mel = mel_filters(sample_rate, n_fft, n_mels=128) @ power
     db = 10 * torch.log10(mel.clamp_min(1e-10))
     level = ((db - (db.max() - 80)) / 80).clamp(0, 1).flip(0).numpy()  # 80 dB of range, in 0..1
     # a dark-purple-to-yellow colour ramp
