@@ -18,6 +18,8 @@ import soundfile as sf
 
 from tests.test_stream import probe_streams, pull, start_stream, status, stop, wait_for
 from wavenet.stream.rtmp_server import LocalRtmp, free_port
+from wavenet.web.settings import WebSettings
+from wavenet.web.site import SitePaths, make_app
 
 CHROMIUM = "/usr/bin/chromium"
 SEGMENT_SECONDS = 2.0
@@ -134,6 +136,50 @@ def test_hls_has_segments_of_the_configured_length_in_aac_stereo_with_no_gaps(st
         spans.append((times[0][0], times[-1][0] + times[-1][1]))
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert abs(start - end) < 0.03, f"a gap of {start - end:.3f} s between segments: {spans}"
+
+
+def test_the_playlist_comes_whole_while_ffmpeg_keeps_replacing_it(tmp_path):
+    """ffmpeg renames a new live.m3u8 over the old one every segment; a player must never get half of one."""
+    import uvicorn
+
+    paths = SitePaths(*(tmp_path / name for name in ("status.json", "hls", "b", "bg.png", "thumbs", "uploads")))
+    paths.hls.mkdir()
+    versions = [b"#EXTM3U\n" + b"".join(b"#EXTINF:2.0,\nsegment_%06d.ts\n" % i for i in range(n)) for n in (2, 9)]
+    playlist, tmp = paths.hls / "live.m3u8", paths.hls / "live.m3u8.tmp"
+    playlist.write_bytes(versions[0])
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(make_app(paths, WebSettings(), None, 16000), "127.0.0.1", port, log_level="warning")
+    )
+    serving = threading.Thread(target=server.run)
+    serving.start()
+    done = threading.Event()
+
+    def replace_again_and_again() -> None:
+        while not done.is_set():
+            for version in versions:
+                tmp.write_bytes(version)
+                os.replace(tmp, playlist)
+
+    replacing = threading.Thread(target=replace_again_and_again)
+    try:
+        wait_for(lambda: server.started, 30, "the site to listen")
+        replacing.start()
+        bodies, failures = [], []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(300):
+                try:
+                    bodies.append(client.get("/hls/live.m3u8").content)
+                except httpx.HTTPError as err:
+                    failures.append(repr(err))
+    finally:
+        done.set()
+        server.should_exit = True
+        serving.join()
+        if replacing.is_alive():
+            replacing.join()
+    assert not failures, f"{len(failures)} of 300 playlist requests broke off, first: {failures[0]}"
+    assert {bytes(b) for b in bodies} <= set(versions) and len(bodies) == 300
 
 
 def test_an_rtmp_ingest_and_the_site_at_once_from_one_encode(trained_run, tmp_path):

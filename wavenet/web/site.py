@@ -97,8 +97,9 @@ def make_app(paths: SitePaths, settings: WebSettings, carry: CarryQueue | None, 
         path = paths.hls / name
         if not HLS_FILE.match(name) or not path.is_file():
             return error(404, f"{name}: no such part of the live stream")
-        if name.endswith(".m3u8"):
-            return FileResponse(path, media_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "no-cache"})
+        if name.endswith(".m3u8"):  # read whole: ffmpeg renames a new one over it between a stat and a read
+            playlist = path.read_bytes()
+            return Response(playlist, media_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "no-cache"})
         return FileResponse(path, media_type="video/mp2t", headers={"Cache-Control": "max-age=60"})
 
     @app.get("/api/status")
