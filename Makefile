@@ -17,11 +17,14 @@ system:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }
 
-# The virtual environment, rebuilt when pyproject.toml changes.
+# The virtual environment, rebuilt when pyproject.toml changes. It takes 2.8 GB; pip keeps no cache of the wheels,
+# which would take about 1 GB more.
 $(VENV)/.installed: pyproject.toml
+	@free_mb=$$(df -Pm . | awk 'NR==2 {print $$4}'); [ "$$free_mb" -ge 4000 ] || \
+		echo "WARNING: $$free_mb MB free on the disk of $(CURDIR); the virtual environment needs about 3000 MB"
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --upgrade pip
-	$(VENV)/bin/pip install -e '.[dev]'
+	$(VENV)/bin/pip install --no-cache-dir --upgrade pip
+	$(VENV)/bin/pip install --no-cache-dir -e '.[dev]'
 	touch $@
 
 # The `cpu` generation backend's C++ extension, compiled once here (about a minute) rather than at first use.
