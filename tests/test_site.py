@@ -182,10 +182,10 @@ def test_the_playlist_comes_whole_while_ffmpeg_keeps_replacing_it(tmp_path):
     assert {bytes(b) for b in bodies} <= set(versions) and len(bodies) == 300
 
 
-def test_an_rtmp_ingest_and_the_site_at_once_from_one_encode(trained_run, tmp_path):
-    workdir = tmp_path / "odd: dir" / "stream"  # a colon, which ffmpeg's tee muxer needs escaped
+def test_an_ingest_and_the_site_from_one_encode_and_the_site_stays_live_while_the_ingest_is_down(trained_run, tmp_path):
+    workdir = tmp_path / "odd: dir" / "stream"  # a colon, which ffmpeg must not take for a protocol
     workdir.parent.mkdir()
-    port = free_port()
+    port, log = free_port(), tmp_path / "stream.log"
     with LocalRtmp(tmp_path / "nginx") as ingest:
         proc = start_stream(
             trained_run / "checkpoints" / "best.pt",
@@ -194,23 +194,52 @@ def test_an_rtmp_ingest_and_the_site_at_once_from_one_encode(trained_run, tmp_pa
             f"sink.url=rtmp://127.0.0.1:{ingest.port}/live",
             "web.enabled=true",
             f"web.port={port}",
-            log_file=tmp_path / "stream.log",
-            RTMP_STREAM_KEY="both",
+            "supervisor.backoff_max_s=2",
+            log_file=log,
+            RTMP_STREAM_KEY="both-key",
         )
         try:
             wait_for(lambda: status(workdir).get("audio_sent_s", 0) > 2, 120, "the stream to go live")
-            pulled = pull(ingest.url("live", "both"), 4, tmp_path / "pulled.flv")
-            wait_for(lambda: (workdir / "hls" / "segment_000002.ts").exists(), 60, "HLS segments beside the ingest")
-            encoders = [name for _, name in children(proc.pid) if name == "ffmpeg"]
-            site = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=30).json()
+            pulled = pull(ingest.url("live", "both-key"), 4, tmp_path / "pulled.flv")
+            wait_for(lambda: newest_segment(workdir) >= 2, 60, "HLS segments beside the ingest")
+            ffmpegs = [command_line(pid) for pid, name in children(proc.pid) if name == "ffmpeg"]
+
+            ingest.kill()
+            wait_for(lambda: status(workdir).get("reconnects", 0) >= 2, 60, "the relay to retry the ingest")
+            down = newest_segment(workdir)
+            wait_for(
+                lambda: newest_segment(workdir) >= down + 3, 60, "the site's HLS to go on while the ingest is down"
+            )
+            during = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=30).json()
+
+            with LocalRtmp(ingest.folder, port=ingest.port):
+                after = pull(ingest.url("live", "both-key"), 2, tmp_path / "after.flv", timeout=60)
+                wait_for(lambda: status(workdir).get("ingest") == "live", 30, "the relay to say it is live again")
         finally:
             stop(proc)
-    assert encoders == ["ffmpeg"], f"one encode for both outputs, found {encoders}"
-    assert site["sink"].endswith("/live/<redacted>") and site["hls_ready"]
-    for path in (pulled, workdir / "hls" / "segment_000001.ts"):
+    encoders = [c for c in ffmpegs if "libx264" in c]
+    relays = [c for c in ffmpegs if "copy" in c]
+    assert len(ffmpegs) == 2 and len(encoders) == 1 and len(relays) == 1, f"one encode and one copy: {ffmpegs}"
+    assert during["sink"].endswith("/live/<redacted>") and during["hls_ready"] and during["state"] == "live"
+    assert during["encoder_restarts"] == 0, "the ingest's outage never touched the site's encoder"
+    for path in (pulled, after, workdir / "hls" / f"segment_{newest_segment(workdir):06d}.ts"):
         streams = probe_streams(path)
         assert (streams["audio"]["codec_name"], streams["video"]["codec_name"]) == ("aac", "h264"), path
-    assert status(workdir)["reconnects"] == 0
+    text = log.read_text()
+    assert "the site stays live" in text and "both-key" not in text
+
+
+def newest_segment(workdir: Path) -> int:
+    """The number of the newest segment in the site's playlist (-1 before there is one)."""
+    playlist = workdir / "hls" / "live.m3u8"
+    names = (
+        [line for line in playlist.read_text().splitlines() if line.startswith("segment_")] if playlist.exists() else []
+    )
+    return int(names[-1].removeprefix("segment_").removesuffix(".ts")) if names else -1
+
+
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
 
 
 def children(pid: int) -> list[tuple[int, str]]:

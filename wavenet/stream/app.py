@@ -19,6 +19,7 @@ from wavenet.stream.encoder import EncoderSettings, HlsOutput, ffmpeg_args
 from wavenet.stream.gate import GateSettings
 from wavenet.stream.picture import draw_default_background, write_now_playing
 from wavenet.stream.playout import Playout
+from wavenet.stream.relay import Relay
 from wavenet.stream.render import LiveRenderer, TrackRenderer
 from wavenet.stream.sink import SinkConfig, Target, check_reachable, resolve_target
 from wavenet.stream.supervisor import Supervisor, SupervisorSettings
@@ -41,7 +42,7 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
                 f"web.segment_seconds={web.segment_seconds:g} must be a multiple of encoder.keyframe_seconds="
                 f"{cfg.encoder.keyframe_seconds:g}: HLS segments start at keyframes."
             )
-    target = Target(str(hls.playlist), f"http://{web.host}:{web.port}/") if sink.kind == "web" else resolve_target(sink)
+    target = _site_target(hls, web) if sink.kind == "web" else resolve_target(sink)
     check_reachable(target)  # before the model is loaded: a wrong URL fails in a second, not after a minute
     if cfg.mode not in ("parallel", "direct"):
         raise UserError(f"mode={cfg.mode!r}: use parallel (batches of tracks) or direct (one live stream).")
@@ -147,11 +148,15 @@ def _go_live(cfg, stop, target, model, station, backlog, renderer, live, workdir
 
     now_playing = workdir / "now_playing.txt"
     write_now_playing(now_playing, "lofi-wavenet radio")
-    flv = None if cfg.sink.kind == "web" else target.url
-    args = ffmpeg_args(flv, rate, background, now_playing, EncoderSettings(**OmegaConf.to_container(cfg.encoder)), hls)
+    encoder = EncoderSettings(**OmegaConf.to_container(cfg.encoder))
+    settings = SupervisorSettings(**OmegaConf.to_container(cfg.supervisor))
+    relay = None
+    if hls is not None and cfg.sink.kind != "web":  # the site and an ingest: the encoder feeds the site, the relay
+        relay = Relay(hls.playlist, target, settings, encoder.rw_timeout_s, stop)  # copies it to the ingest
+        target = _site_target(hls, cfg.web)
+    args = ffmpeg_args(None if hls else target.url, rate, background, now_playing, encoder, hls)
     playout = Playout(backlog, cfg.crossfade_seconds, live, cfg.jitter_seconds)
     describe = f"model {station['model']} step {station['step']}  |  temperature {cfg.temperature}"
-    settings = SupervisorSettings(**OmegaConf.to_container(cfg.supervisor))
     supervisor = Supervisor(
         target,
         args,
@@ -166,6 +171,20 @@ def _go_live(cfg, stop, target, model, station, backlog, renderer, live, workdir
         cfg.duration_seconds,
         meter,
         station,
+        relay,
     )
-    supervisor.run()
+    if relay is not None:
+        relay.start()
+    try:
+        supervisor.run()
+    finally:
+        stop.set()
+        if relay is not None:
+            relay.join(timeout=15)
+            supervisor.report(line=False)  # the status file says the relay stopped too
     return supervisor.status()
+
+
+def _site_target(hls: HlsOutput, web) -> Target:
+    """The encoder's output when it feeds the site: the HLS playlist, shown as the site's address."""
+    return Target(str(hls.playlist), f"http://{web.host}:{web.port}/")

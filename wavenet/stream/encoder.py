@@ -1,8 +1,8 @@
 """The ffmpeg command (built with ffmpeg-python): raw PCM on stdin + a picture -> what YouTube Live ingests.
 
 H.264 1280x720 at 30 fps, a keyframe every 2 s, constant bitrate; AAC 128 kbps 44.1 kHz stereo; FLV over RTMP(S),
-or the same into a file for a local preview; and/or HLS for the station's site. One encode feeds every output
-(ffmpeg's tee muxer).
+or the same into a file for a local preview; or HLS for the station's site, which the relay (relay.py) copies to
+an ingest when there is one, so that one encode feeds both.
 """
 
 from dataclasses import dataclass
@@ -55,11 +55,11 @@ def ffmpeg_args(
 ) -> list[str]:
     """The argument list for ffmpeg; stdin takes mono s16le PCM at `sample_rate`, paced in real time.
 
-    target: the FLV destination (rtmp(s):// URL or a file), None for HLS alone; hls: also (or only) write HLS.
+    target: the FLV destination (rtmp(s):// URL or a file); hls: write HLS instead. Exactly one of the two.
     """
     s = settings
-    if target is None and hls is None:
-        raise ValueError("ffmpeg needs an output: a target, HLS, or both")
+    if (target is None) == (hls is None):
+        raise ValueError("ffmpeg writes one output: a target or HLS")
     gop = int(s.fps * s.keyframe_seconds)
     # The picture is decoded and converted once, then repeated: decoding the PNG for every frame cost a third of
     # the encode (bench/stream_encode.py).
@@ -92,16 +92,10 @@ def ffmpeg_args(
         )
         .filter("format", "yuv420p")
     )
-    flv = {"flvflags": "no_duration_filesize"}
-    if target is not None and target.startswith(("rtmp://", "rtmps://")):
-        flv["rw_timeout"] = str(int(s.rw_timeout_s * 1_000_000))  # a hung ingest ends ffmpeg
-    if hls is None:
-        destination, muxer = target, {"format": "flv", **flv}
-    elif target is None:
+    if hls is not None:
         destination, muxer = str(hls.playlist), {"format": "hls", **hls.muxer_options()}
-    else:  # one encode, two outputs; if the ingest drops, ffmpeg ends and the supervisor restarts both
-        destination = f"{_tee_slave('flv', flv, target)}|{_tee_slave('hls', hls.muxer_options(), str(hls.playlist))}"
-        muxer = {"format": "tee", "flags": "+global_header"}
+    else:
+        destination, muxer = target, {"format": "flv", **flv_options(target, s.rw_timeout_s)}
     out = ffmpeg.output(
         video,
         split[0],
@@ -131,17 +125,9 @@ def ffmpeg_args(
     return [args[0], "-hide_banner", "-loglevel", "warning", "-nostats", *args[1:]]
 
 
-def _tee_slave(fmt: str, options: dict[str, str], destination: str) -> str:
-    """One output of the tee muxer: [f=fmt:key=value...]destination.
-
-    ffmpeg unescapes the tee's argument once splitting it into outputs (at "|") and once more splitting an output's
-    options (at ":"), so an option value is escaped twice and the destination once.
-    """
-    options = {**options, "onfail": "abort"}  # a failed output ends ffmpeg, and the supervisor restarts it
-    spec = ":".join([f"f={fmt}", *(f"{k}={_escape(_escape(v, ':=[]|'), '|')}" for k, v in options.items())])
-    return f"[{spec}]{_escape(destination, '|[')}"
-
-
-def _escape(text: str, special: str) -> str:
-    """A backslash before each special character, backslash and quote included."""
-    return "".join(f"\\{c}" if c in special + "\\'" else c for c in text)
+def flv_options(target: str, rw_timeout_s: float) -> dict[str, str]:
+    """FLV muxer options; over the network, a hung ingest ends ffmpeg after rw_timeout_s without progress."""
+    options = {"flvflags": "no_duration_filesize"}
+    if target.startswith(("rtmp://", "rtmps://")):
+        options["rw_timeout"] = str(int(rw_timeout_s * 1_000_000))
+    return options

@@ -3,6 +3,7 @@
 The target URL may hold a stream key: it is only ever shown redacted, and checked before the model is loaded.
 """
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -10,6 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from wavenet.errors import UserError
+from wavenet.secrets import secret_values
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,3 +75,14 @@ def check_reachable(target: Target, timeout: float = 5.0) -> None:
         raise UserError(
             f"cannot reach the ingest {target.shown} ({parts.hostname}:{port}: {err}). Check the URL and your network."
         ) from err
+
+
+def log_ffmpeg_output(stream, target: Target) -> None:
+    """ffmpeg's stderr as warnings in our log, with the target's URL and every secret redacted."""
+    secrets = [target.url, *secret_values()]
+    for raw in stream:
+        line = raw.decode(errors="replace").rstrip()
+        for secret in secrets:
+            line = line.replace(secret, target.shown if secret == target.url else "<redacted>")
+        if line and "Thread message queue blocking" not in line:  # that one is our real-time backpressure
+            log.warning(f"ffmpeg: {line}")

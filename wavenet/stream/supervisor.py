@@ -1,5 +1,6 @@
-"""The supervisor: feeds ffmpeg in real time, restarts it with backoff when the ingest drops or hangs, keeps the
-playback position, reports status, and ends cleanly on SIGTERM."""
+"""The supervisor: feeds the encoder in real time, restarts it with backoff when the ingest drops or hangs, keeps the
+playback position, reports status (the relay's too, when one copies the site's HLS to an ingest), and ends cleanly
+on SIGTERM."""
 
 import json
 import logging
@@ -13,11 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from wavenet.files import write_text_atomic
-from wavenet.secrets import secret_values
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.picture import write_now_playing
 from wavenet.stream.playout import Playout
-from wavenet.stream.sink import Target
+from wavenet.stream.sink import Target, log_ffmpeg_output
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,21 @@ class SupervisorSettings:
     backoff_start_s: float = 0.5
     backoff_max_s: float = 5.0
     stable_after_s: float = 30.0  # a connection that lasted this long resets the backoff
+
+
+class Backoff:
+    """Waits between reconnects, doubling from backoff_start_s to backoff_max_s; a connection that lasted
+    stable_after_s starts them over."""
+
+    def __init__(self, settings: SupervisorSettings):
+        self.s = settings
+        self.wait_s = settings.backoff_start_s
+
+    def next_wait(self, connected_for_s: float) -> float:
+        if connected_for_s >= self.s.stable_after_s:
+            self.wait_s = self.s.backoff_start_s
+        wait, self.wait_s = self.wait_s, min(self.s.backoff_max_s, self.wait_s * 2)
+        return wait
 
 
 class Supervisor:
@@ -47,6 +62,7 @@ class Supervisor:
         duration_s: float | None = None,
         meter=None,
         station: dict | None = None,
+        relay=None,
     ):
         self.target, self.args = target, ffmpeg_args
         self.playout, self.backlog, self.renderer = playout, backlog, renderer
@@ -61,6 +77,7 @@ class Supervisor:
         self.started = time.monotonic()
         self.station = station or {}  # what the status always says about the station: model, step, seed, temperature
         self.history: deque[dict] = deque(maxlen=20)  # the tracks played, newest first, with when they began
+        self.relay = relay  # the site's HLS copied to an ingest (relay.Relay), or None
 
     def _note_track(self, track: int | None, replay: bool) -> None:
         if track is not None and (not self.history or self.history[0]["track"] != track):
@@ -69,16 +86,18 @@ class Supervisor:
     # -- status -----------------------------------------------------------------------------------------------
     def status(self) -> dict:
         seg = self.playout.current if self.playout.segments else None
+        ingest = self.relay or self  # with a relay, the encoder feeds the site and the relay the ingest
         return {
             "state": self.state,
-            "sink": self.target.shown,
+            "sink": ingest.target.shown,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "audio_sent_s": round(self.sent_seconds, 1),
             "real_time_factor": round(self.meter.real_time_factor, 3),
             "render_audio_s": round(self.meter.audio_s, 2),  # the two that make the real-time factor
             "render_busy_s": round(self.meter.busy_s, 2),
             "backlog_minutes": round(self.backlog.seconds_after(self.playout.next_track) / 60, 2),
-            "reconnects": self.reconnects,
+            "reconnects": ingest.reconnects,
+            **({"ingest": self.relay.state, "encoder_restarts": self.reconnects} if self.relay else {}),
             "fallback_seconds": round(self.playout.fallback_seconds, 1),
             "fallback_now": bool(seg and seg.fallback),
             "track": seg.track if seg else None,
@@ -98,6 +117,7 @@ class Supervisor:
         track = "live" if status["track"] == -1 else f"track {status['track']}"
         uptime = time.strftime("%H:%M:%S", time.gmtime(status["uptime_s"]))
         replay = " (replay)" if status["fallback_now"] else ""
+        ingest = f" | ingest {status['ingest']}" if self.relay else ""
         write_now_playing(self.now_playing, f"lofi-wavenet radio  |  {track}{replay}\n{self.describe}  |  up {uptime}")
         if line and status["fallback_now"]:
             log.warning(
@@ -106,20 +126,11 @@ class Supervisor:
         if line:
             log.info(
                 f"{status['state']} {uptime} | {track} | backlog {status['backlog_minutes']:.1f} min | render "
-                f"{status['real_time_factor']:.2f}x real time | reconnects {status['reconnects']} | fallback {status['fallback_seconds']:.0f} s | "
+                f"{status['real_time_factor']:.2f}x real time | reconnects {status['reconnects']}{ingest} | fallback {status['fallback_seconds']:.0f} s | "
                 f"dropped {status['tracks_dropped']} of {status['tracks_rendered']} tracks"
             )
 
     # -- running ffmpeg ---------------------------------------------------------------------------------------
-    def _log_ffmpeg(self, stream) -> None:
-        secrets = [self.target.url, *secret_values()]
-        for raw in stream:
-            line = raw.decode(errors="replace").rstrip()
-            for secret in secrets:
-                line = line.replace(secret, self.target.shown if secret == self.target.url else "<redacted>")
-            if line and "Thread message queue blocking" not in line:  # that one is our real-time backpressure
-                log.warning(f"ffmpeg: {line}")
-
     def _feed(self, proc: subprocess.Popen) -> None:
         """Write PCM until ffmpeg stops taking it, the duration is up, or we are told to stop."""
         chunk = int(self.s.chunk_seconds * self.backlog.sample_rate)
@@ -140,12 +151,12 @@ class Supervisor:
                 next_line = next_line if now < next_line else now + self.s.status_interval_s
 
     def run(self) -> None:
-        backoff = self.s.backoff_start_s
+        backoff = Backoff(self.s)
         while not self.stop.is_set():
             self.state = "live"
             log.info(f"streaming to {self.target.shown}")
             proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            reader = threading.Thread(target=self._log_ffmpeg, args=(proc.stderr,), daemon=True)
+            reader = threading.Thread(target=log_ffmpeg_output, args=(proc.stderr, self.target), daemon=True)
             reader.start()
             connected_at = time.monotonic()
             try:
@@ -161,12 +172,10 @@ class Supervisor:
                 break
             self.state = "reconnecting"
             self.reconnects += 1
-            if time.monotonic() - connected_at >= self.s.stable_after_s:
-                backoff = self.s.backoff_start_s
+            wait = backoff.next_wait(time.monotonic() - connected_at)
             self.report(line=True)
-            log.warning(f"reconnecting to {self.target.shown} in {backoff:.1f} s (reconnect {self.reconnects})")
-            self.stop.wait(backoff)  # the backoff itself: wait, unless told to stop
-            backoff = min(self.s.backoff_max_s, backoff * 2)
+            log.warning(f"reconnecting to {self.target.shown} in {wait:.1f} s (reconnect {self.reconnects})")
+            self.stop.wait(wait)  # the backoff itself: wait, unless told to stop
         self.state = "stopped"
         self.playout.save_position()
         self.report(line=True)
