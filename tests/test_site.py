@@ -138,48 +138,80 @@ def test_hls_has_segments_of_the_configured_length_in_aac_stereo_with_no_gaps(st
         assert abs(start - end) < 0.03, f"a gap of {start - end:.3f} s between segments: {spans}"
 
 
-def test_the_playlist_comes_whole_while_ffmpeg_keeps_replacing_it(tmp_path):
-    """ffmpeg renames a new live.m3u8 over the old one every segment; a player must never get half of one."""
+def requests_while_ffmpeg_churns(tmp_path: Path, churn, path: str, count: int = 300) -> tuple[list, list[str]]:
+    """`count` GETs of `path` from a real site (uvicorn on loopback) while `churn(hls_folder)` runs over and over in
+    a thread, as ffmpeg rewrites the HLS folder; the responses, and the requests that broke off."""
     import uvicorn
 
     paths = SitePaths(*(tmp_path / name for name in ("status.json", "hls", "b", "bg.png", "thumbs", "uploads")))
     paths.hls.mkdir()
-    versions = [b"#EXTM3U\n" + b"".join(b"#EXTINF:2.0,\nsegment_%06d.ts\n" % i for i in range(n)) for n in (2, 9)]
-    playlist, tmp = paths.hls / "live.m3u8", paths.hls / "live.m3u8.tmp"
-    playlist.write_bytes(versions[0])
+    churn(paths.hls)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(make_app(paths, WebSettings(), None, 16000), "127.0.0.1", port, log_level="warning")
+        uvicorn.Config(make_app(paths, WebSettings(), None, 16000), "127.0.0.1", port, log_level="critical")
     )
     serving = threading.Thread(target=server.run)
     serving.start()
     done = threading.Event()
 
-    def replace_again_and_again() -> None:
+    def again_and_again() -> None:
         while not done.is_set():
-            for version in versions:
-                tmp.write_bytes(version)
-                os.replace(tmp, playlist)
+            churn(paths.hls)
 
-    replacing = threading.Thread(target=replace_again_and_again)
+    churning = threading.Thread(target=again_and_again)
+    responses, failures = [], []
     try:
         wait_for(lambda: server.started, 30, "the site to listen")
-        replacing.start()
-        bodies, failures = [], []
+        churning.start()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(300):
+            for _ in range(count):
                 try:
-                    bodies.append(client.get("/hls/live.m3u8").content)
+                    responses.append(client.get(path))
                 except httpx.HTTPError as err:
                     failures.append(repr(err))
     finally:
         done.set()
         server.should_exit = True
         serving.join()
-        if replacing.is_alive():
-            replacing.join()
+        if churning.is_alive():
+            churning.join()
+    return responses, failures
+
+
+PLAYLISTS = [b"#EXTM3U\n" + b"".join(b"#EXTINF:2.0,\nsegment_%06d.ts\n" % i for i in range(n)) for n in (2, 9)]
+
+
+def replace_the_playlist(hls: Path) -> None:
+    """What ffmpeg does every segment: a new live.m3u8 renamed over the old one."""
+    for version in PLAYLISTS:
+        (hls / "live.m3u8.tmp").write_bytes(version)
+        os.replace(hls / "live.m3u8.tmp", hls / "live.m3u8")
+
+
+SEGMENT = bytes(range(256)) * 1500  # 384 kB, about a 2 s segment
+
+
+def write_and_delete_a_segment(hls: Path) -> None:
+    """What ffmpeg does to each segment: written under a temporary name, renamed, deleted once out of the playlist."""
+    (hls / "segment_000001.ts.tmp").write_bytes(SEGMENT)
+    os.replace(hls / "segment_000001.ts.tmp", hls / "segment_000001.ts")
+    (hls / "segment_000001.ts").unlink()
+
+
+def test_the_playlist_comes_whole_while_ffmpeg_keeps_replacing_it(tmp_path):
+    responses, failures = requests_while_ffmpeg_churns(tmp_path, replace_the_playlist, "/hls/live.m3u8")
     assert not failures, f"{len(failures)} of 300 playlist requests broke off, first: {failures[0]}"
-    assert {bytes(b) for b in bodies} <= set(versions) and len(bodies) == 300
+    assert {r.status_code for r in responses} == {200}
+    assert {r.content for r in responses} <= set(PLAYLISTS) and len(responses) == 300
+
+
+def test_a_segment_deleted_as_it_is_asked_for_is_whole_or_not_found(tmp_path):
+    responses, failures = requests_while_ffmpeg_churns(tmp_path, write_and_delete_a_segment, "/hls/segment_000001.ts")
+    assert not failures, f"{len(failures)} of 300 segment requests broke off, first: {failures[0]}"
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 404}, f"{sum(c not in (200, 404) for c in codes)} of 300 answered {set(codes)}"
+    assert 200 in codes, "no request found the segment, so none showed whether it comes whole"
+    assert all(r.content == SEGMENT for r in responses if r.status_code == 200)
 
 
 def test_an_ingest_and_the_site_from_one_encode_and_the_site_stays_live_while_the_ingest_is_down(trained_run, tmp_path):

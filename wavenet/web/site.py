@@ -94,13 +94,15 @@ def make_app(paths: SitePaths, settings: WebSettings, carry: CarryQueue | None, 
 
     @app.get("/hls/{name}")
     def hls(name: str) -> Response:
-        path = paths.hls / name
-        if not HLS_FILE.match(name) or not path.is_file():
+        try:  # read whole: ffmpeg renames a new playlist over the old one, and deletes old segments, at any moment
+            body = (paths.hls / name).read_bytes() if HLS_FILE.match(name) else None
+        except FileNotFoundError:
+            body = None
+        if body is None:
             return error(404, f"{name}: no such part of the live stream")
-        if name.endswith(".m3u8"):  # read whole: ffmpeg renames a new one over it between a stat and a read
-            playlist = path.read_bytes()
-            return Response(playlist, media_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "no-cache"})
-        return FileResponse(path, media_type="video/mp2t", headers={"Cache-Control": "max-age=60"})
+        if name.endswith(".m3u8"):
+            return Response(body, media_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "no-cache"})
+        return Response(body, media_type="video/mp2t", headers={"Cache-Control": "max-age=60"})
 
     @app.get("/api/status")
     def status(listener: str | None = None) -> dict:
