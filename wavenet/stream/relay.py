@@ -65,7 +65,7 @@ class Relay(threading.Thread):
     def _copy_until_it_ends(self) -> int:
         """One ffmpeg: its exit code, or 0 when we stopped it (it finishes the FLV on SIGTERM)."""
         proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        reader = threading.Thread(target=log_ffmpeg_output, args=(proc.stderr, self.target), daemon=True)
+        reader = threading.Thread(target=log_ffmpeg_output, args=(proc.stderr, self.target, self.stop), daemon=True)
         reader.start()
         try:
             while not self.stop.is_set():
@@ -73,12 +73,21 @@ class Relay(threading.Thread):
                     return proc.wait(timeout=0.5)
                 except subprocess.TimeoutExpired:
                     continue
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _end(proc)
             return 0
         finally:
             reader.join(timeout=5)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """SIGTERM, and a second one a second later: ffmpeg waiting on a playlist that has stopped growing (the encoder
+    ended first) only heeds a second signal. Killed if even that does not end it."""
+    for wait_s in (1.0, 5.0):
+        proc.terminate()
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait()

@@ -6,6 +6,7 @@ The target URL may hold a stream key: it is only ever shown redacted, and checke
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -77,12 +78,13 @@ def check_reachable(target: Target, timeout: float = 5.0) -> None:
         ) from err
 
 
-def log_ffmpeg_output(stream, target: Target) -> None:
-    """ffmpeg's stderr as warnings in our log, with the target's URL and every secret redacted."""
+def log_ffmpeg_output(stream, target: Target, stopping: threading.Event | None = None) -> None:
+    """ffmpeg's stderr as warnings in our log, with the target's URL and every secret redacted; once `stopping` is
+    set, as debug lines (what ffmpeg says as we end it is no news)."""
     secrets = [target.url, *secret_values()]
     for raw in stream:
         line = raw.decode(errors="replace").rstrip()
         for secret in secrets:
             line = line.replace(secret, target.shown if secret == target.url else "<redacted>")
         if line and "Thread message queue blocking" not in line:  # that one is our real-time backpressure
-            log.warning(f"ffmpeg: {line}")
+            log.log(logging.DEBUG if stopping and stopping.is_set() else logging.WARNING, f"ffmpeg: {line}")
