@@ -39,11 +39,12 @@ class Relay(threading.Thread):
         self.args = relay_args(playlist, target.url, rw_timeout_s)
         self.state = "starting"  # then live, reconnecting, stopped
         self.reconnects = 0
+        self.created = time.time()
 
     def run(self) -> None:
         backoff = Backoff(self.s)
         while not self.stop.is_set():
-            if not self.playlist.exists():  # the encoder has not finished its first segment yet
+            if not self._written_since_we_started():  # not this run's first segment yet (an old run's playlist stays)
                 self.stop.wait(0.5)
                 continue
             self.state = "live"
@@ -61,6 +62,12 @@ class Relay(threading.Thread):
             )
             self.stop.wait(wait)
         self.state = "stopped"
+
+    def _written_since_we_started(self) -> bool:
+        try:
+            return self.playlist.stat().st_mtime >= self.created
+        except FileNotFoundError:
+            return False
 
     def _copy_until_it_ends(self) -> int:
         """One ffmpeg: its exit code, or 0 when we stopped it (it finishes the FLV on SIGTERM)."""

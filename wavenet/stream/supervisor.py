@@ -163,7 +163,8 @@ class Supervisor:
                 self._feed(proc)
             except (BrokenPipeError, ConnectionResetError, OSError) as err:
                 log.warning(
-                    f"ingest dropped ({err.__class__.__name__}); playback holds at track {self.playout.current.track}"
+                    f"{'the encoder ended' if self.relay else 'ingest dropped'} ({err.__class__.__name__}); playback "
+                    f"holds at track {self.playout.current.track}"
                 )
             finally:
                 self._close(proc)
