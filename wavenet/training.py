@@ -215,6 +215,11 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path, self.device)
+        if "optimizer" not in ckpt:
+            raise UserError(
+                f"{path} is a released model (weights only, from python -m wavenet.release): training cannot resume "
+                "from it. Resume from the run's own runs/<name>/checkpoints/last.pt."
+            )
         if ckpt["model_config"] != self.model_cfg.to_dict():
             raise UserError(
                 f"{path} holds a model {ckpt['model_config']}, but this run asks for {self.model_cfg.to_dict()}; "

@@ -80,7 +80,7 @@ def run_stream(cfg: DictConfig, stop: threading.Event) -> dict:
     try:
         background = Path(cfg.background) if cfg.background else draw_default_background(workdir / "background.png")
         station = {
-            "model": Path(cfg.checkpoint).parent.parent.name or Path(cfg.checkpoint).stem,
+            "model": _model_name(cfg.checkpoint, ckpt),
             "step": ckpt["step"],
             "seed": cfg.seed,
             "temperature": cfg.temperature,
@@ -188,3 +188,11 @@ def _go_live(cfg, stop, target, model, station, backlog, renderer, live, workdir
 def _site_target(hls: HlsOutput, web) -> Target:
     """The encoder's output when it feeds the site: the HLS playlist, shown as the site's address."""
     return Target(str(hls.playlist), f"http://{web.host}:{web.port}/")
+
+
+def _model_name(checkpoint: str, ckpt: dict) -> str:
+    """A released model's name (models/NAME.pt), else the run's (runs/NAME/checkpoints/best.pt), else the file's."""
+    path = Path(checkpoint)
+    if "release" in ckpt:
+        return ckpt["release"]["name"]
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
