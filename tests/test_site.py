@@ -254,6 +254,7 @@ def test_an_ingest_and_the_site_from_one_encode_and_the_site_stays_live_while_th
     assert len(ffmpegs) == 2 and len(encoders) == 1 and len(relays) == 1, f"one encode and one copy: {ffmpegs}"
     assert during["sink"].endswith("/live/<redacted>") and during["hls_ready"] and during["state"] == "live"
     assert during["encoder_restarts"] == 0, "the ingest's outage never touched the site's encoder"
+    assert during["ingest"] in ("connecting", "reconnecting"), "no media reaches a dead ingest, so it is not live"
     for path in (pulled, after, workdir / "hls" / f"segment_{newest_segment(workdir):06d}.ts"):
         streams = probe_streams(path)
         assert (streams["audio"]["codec_name"], streams["video"]["codec_name"]) == ("aac", "h264"), path

@@ -24,7 +24,7 @@ def relay_args(playlist: Path, target: str, rw_timeout_s: float) -> list[str]:
         "ffmpeg",
         *("-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-re", "-i", f"file:{playlist}"),  # file: so that a colon in the folder's name is not taken for a protocol
-        *("-c", "copy", "-f", "flv", *flv, target),
+        *("-c", "copy", "-f", "flv", *flv, "-progress", "pipe:1", target),  # progress: what says it is live
     ]
 
 
@@ -37,7 +37,7 @@ class Relay(threading.Thread):
         super().__init__(name="relay", daemon=True)
         self.playlist, self.target, self.s, self.stop = playlist, target, settings, stop
         self.args = relay_args(playlist, target.url, rw_timeout_s)
-        self.state = "starting"  # then live, reconnecting, stopped
+        self.state = "starting"  # then connecting, live (media reached the ingest), reconnecting; stopped
         self.reconnects = 0
         self.created = time.time()
 
@@ -47,7 +47,7 @@ class Relay(threading.Thread):
             if not self._written_since_we_started():  # not this run's first segment yet (an old run's playlist stays)
                 self.stop.wait(0.5)
                 continue
-            self.state = "live"
+            self.state = "connecting"
             log.info(f"relaying the site's stream to {self.target.shown}")
             started = time.monotonic()
             code = self._copy_until_it_ends()
@@ -71,9 +71,11 @@ class Relay(threading.Thread):
 
     def _copy_until_it_ends(self) -> int:
         """One ffmpeg: its exit code, or 0 when we stopped it (it finishes the FLV on SIGTERM)."""
-        proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         reader = threading.Thread(target=log_ffmpeg_output, args=(proc.stderr, self.target, self.stop), daemon=True)
         reader.start()
+        progress = threading.Thread(target=self._watch_progress, args=(proc.stdout,), daemon=True)
+        progress.start()
         try:
             while not self.stop.is_set():
                 try:
@@ -84,6 +86,14 @@ class Relay(threading.Thread):
             return 0
         finally:
             reader.join(timeout=5)
+            progress.join(timeout=5)  # its last lines are read before the state moves on
+
+    def _watch_progress(self, stream) -> None:
+        """ffmpeg's -progress lines: the copy is live once it has written media to the ingest."""
+        for raw in stream:
+            key, _, value = raw.decode(errors="replace").strip().partition("=")
+            if key == "out_time_us" and value.isdigit() and int(value) > 0 and not self.stop.is_set():
+                self.state = "live"
 
 
 def _end(proc: subprocess.Popen) -> None:
