@@ -66,7 +66,10 @@ def release(
     figures = {}
     if corpus is not None:
         with tempfile.TemporaryDirectory() as cache:
-            figures["val_bits_fp32"] = validation_bits(ckpt, corpus, Path(cache))
+            try:
+                figures["val_bits_fp32"] = validation_bits(ckpt, corpus, Path(cache))
+            except UserError as err:  # it speaks of data.source, as training would
+                raise UserError(f"--corpus {corpus}: {err}") from err
             figures[f"val_bits_{dtype}"] = validation_bits(payload, corpus, Path(cache))
     save_atomic(payload, out)
     if licences is not None:
