@@ -492,7 +492,10 @@ def test_fifty_listeners_for_a_minute_leave_the_render_and_the_segments_on_time(
     assert during >= 0.8 * before["real_time_factor"], f"render {during:.2f}x real time under load, {before}"
 
 
-def test_the_site_comes_back_when_its_process_dies_and_the_stream_plays_on(station):
+def test_the_site_comes_back_when_its_process_dies_and_the_stream_plays_on(station, tmp_path):
+    job = station.carry(tone(tmp_path / "ok.wav", 1.0, []).read_bytes()).json()["id"]
+    wait_for(lambda: station.get(f"/api/carry/{job}").json()["state"] == "done", 180, "a visitor's result")
+    results = list(station.uploads.rglob("*.wav"))
     sequence, pid = media_sequence(station), site_pid(station)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: site_pid(station) not in (None, pid), 30, "stream.py to start the site again")
@@ -500,6 +503,8 @@ def test_the_site_comes_back_when_its_process_dies_and_the_stream_plays_on(stati
     assert station.status()["state"] == "live"
     assert media_sequence(station) > sequence, "the encoder went on writing segments meanwhile"
     assert "the station's site ended (exit -9); restarting it" in station.log.read_text()
+    assert results and not any(path.exists() for path in results), "what the killed site kept of visitors is gone"
+    assert len(list(station.uploads.glob("lofi-wavenet-site-*"))) == 1, "one folder for the site, whichever serves it"
 
 
 def answers(station: Station) -> bool:

@@ -4,9 +4,11 @@ end it with the stream."""
 import errno
 import json
 import logging
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict
@@ -39,8 +41,11 @@ class SiteProcess(threading.Thread):
     def __init__(self, settings: WebSettings, spec: dict, spec_path: Path, stop: threading.Event):
         super().__init__(name="site", daemon=True)
         self.settings, self.stop = settings, stop
+        # Visitors' uploads and results, under generated names: ours, so that what a killed site left is not kept
+        self.uploads = Path(tempfile.mkdtemp(prefix="lofi-wavenet-site-"))
+        spec = {**spec, "uploads": str(self.uploads), "settings": asdict(settings)}
         spec_path.parent.mkdir(parents=True, exist_ok=True)
-        self.spec_path = write_text_atomic(spec_path, json.dumps({**spec, "settings": asdict(settings)}, indent=2))
+        self.spec_path = write_text_atomic(spec_path, json.dumps(spec, indent=2))
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
 
@@ -57,6 +62,7 @@ class SiteProcess(threading.Thread):
         deadline = time.monotonic() + timeout
         while not self._answers():
             if self.proc.poll() is not None:
+                self.close()
                 raise UserError(f"the station's site did not start (exit {self.proc.returncode}): see its lines above.")
             if time.monotonic() > deadline:
                 self.close()
@@ -87,3 +93,4 @@ class SiteProcess(threading.Thread):
 
     def close(self) -> None:
         terminate(self.proc)
+        shutil.rmtree(self.uploads, ignore_errors=True)

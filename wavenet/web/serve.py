@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -30,7 +29,8 @@ def main(site_json: str) -> None:
     if settings.nice:
         os.nice(settings.nice)
     torch.set_num_threads(1)
-    uploads = Path(tempfile.mkdtemp(prefix="lofi-wavenet-site-"))  # generated names only; removed on exit
+    uploads = Path(spec["uploads"])  # the stream's folder for us; what a site before us left goes now
+    empty(uploads)
     try:
         ckpt = load_checkpoint(spec["checkpoint"], torch.device(spec["device"]))
         model = model_from_checkpoint(ckpt, torch.device(spec["device"]))
@@ -49,7 +49,15 @@ def main(site_json: str) -> None:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
         carry.close()
     finally:
-        shutil.rmtree(uploads, ignore_errors=True)
+        empty(uploads)
+
+
+def empty(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
