@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from wavenet.processes import terminate
 from wavenet.stream.encoder import flv_options
 from wavenet.stream.sink import Target, log_ffmpeg_output
 from wavenet.stream.supervisor import Backoff, SupervisorSettings
@@ -99,12 +100,8 @@ class Relay(threading.Thread):
 def _end(proc: subprocess.Popen) -> None:
     """SIGTERM, and a second one a second later: ffmpeg waiting on a playlist that has stopped growing (the encoder
     ended first) only heeds a second signal. Killed if even that does not end it."""
-    for wait_s in (1.0, 5.0):
-        proc.terminate()
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    proc.kill()
-    proc.wait()
+    proc.terminate()
+    try:
+        proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        terminate(proc, timeout=5.0)
