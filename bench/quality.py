@@ -41,7 +41,7 @@ from wavenet.config import register_configs
 from wavenet.data import build_shards, list_tracks, train_batch, unigram_bits, validation_windows
 from wavenet.generation import generate
 from wavenet.model import WaveNet, WaveNetConfig
-from wavenet.training import Trainer, autocast, nll_bits, warmup_cosine
+from wavenet.training import Trainer, autocast, mean_nll_bits, nll_bits, warmup_cosine
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALES = {  # experiment, default minutes per variant, device
@@ -173,13 +173,12 @@ def train_for(variant: Variant, seconds: float, device: torch.device) -> None:
         variant.steps += 1
 
 
-@torch.no_grad()
 def score(model: nn.Module, windows: torch.Tensor, rf: int, device: torch.device) -> float:
     """Mean bits per sample over the validation windows (the same for every variant)."""
     model.eval()
-    total = sum(nll_bits(model, chunk.to(device), rf).item() * len(chunk) for chunk in windows.split(8))
+    bits = mean_nll_bits(model, windows, rf, device)
     model.train()
-    return total / len(windows)
+    return bits
 
 
 def listen(variant: Variant, model_cfg: WaveNetConfig, out: Path, seconds: float) -> None:

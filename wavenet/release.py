@@ -21,7 +21,8 @@ import torch
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint, save_atomic
 from wavenet.data import build_shards, list_tracks, validation_windows
 from wavenet.errors import UserError
-from wavenet.training import nll_bits
+from wavenet.model import WaveNetConfig
+from wavenet.training import mean_nll_bits
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -39,18 +40,14 @@ def released(ckpt: dict, dtype: torch.dtype, name: str) -> dict:
     }
 
 
-@torch.no_grad()
-def validation_bits(ckpt: dict, corpus: Path, cache_dir: Path) -> float:
-    """Mean bits per sample of the checkpoint's weights (in fp32 arithmetic) on the corpus's validation windows,
-    chosen as the checkpoint's training chose them."""
-    model = model_from_checkpoint(ckpt)
+def validation_set(ckpt: dict, corpus: Path, cache_dir: Path) -> torch.Tensor:
+    """The corpus's validation windows, chosen as the checkpoint's training chose them."""
+    cfg = WaveNetConfig(**ckpt["model_config"])
     data = (ckpt.get("config") or {}).get("data", {})
     tracks = list_tracks(corpus, data.get("val_fraction", 0.1))
-    shards = build_shards(tracks, model.cfg.sample_rate, cache_dir, log=lambda *_: None)
-    rf = model.cfg.receptive_field
-    windows = validation_windows(shards["val"], data.get("val_windows", 64), rf + data.get("target_length", 4096))
-    total = sum(nll_bits(model, chunk, rf).item() * len(chunk) for chunk in windows.split(8))
-    return total / len(windows)
+    shards = build_shards(tracks, cfg.sample_rate, cache_dir, log=lambda *_: None)
+    length = cfg.receptive_field + data.get("target_length", 4096)
+    return validation_windows(shards["val"], data.get("val_windows", 64), length)
 
 
 def release(
@@ -67,10 +64,12 @@ def release(
     if corpus is not None:
         with tempfile.TemporaryDirectory() as cache:
             try:
-                figures["val_bits_fp32"] = validation_bits(ckpt, corpus, Path(cache))
+                windows = validation_set(ckpt, corpus, Path(cache))
             except UserError as err:  # it speaks of data.source, as training would
                 raise UserError(f"--corpus {corpus}: {err}") from err
-            figures[f"val_bits_{dtype}"] = validation_bits(payload, corpus, Path(cache))
+        for label, weights in (("fp32", ckpt), (dtype, payload)):  # each scored in fp32 arithmetic
+            model = model_from_checkpoint(weights)
+            figures[f"val_bits_{label}"] = mean_nll_bits(model, windows, model.cfg.receptive_field)
     save_atomic(payload, out)
     if licences is not None:
         folder = out.with_name(f"{out.stem}.licences")

@@ -49,6 +49,13 @@ def nll_bits(model: torch.nn.Module, windows: torch.Tensor, receptive_field: int
     return F.cross_entropy(logits.float(), windows[:, receptive_field:]) / LN2
 
 
+@torch.no_grad()
+def mean_nll_bits(model: torch.nn.Module, windows: torch.Tensor, receptive_field: int, device="cpu") -> float:
+    """nll_bits over all the windows, eight at a time on `device`: one figure for a model on a fixed set."""
+    total = sum(nll_bits(model, chunk.to(device), receptive_field).item() * len(chunk) for chunk in windows.split(8))
+    return total / len(windows)
+
+
 def autocast(device: torch.device, bf16: bool = True):
     """bf16 autocast on CUDA (no GradScaler needed); plain fp32 elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
