@@ -84,8 +84,12 @@ def ready(station: Station) -> bool:
 
 def playlist_segments(station: Station) -> list[tuple[float, str]]:
     """(duration, name) of each segment the live playlist lists."""
+    return segments_in(station.get("/hls/live.m3u8").text)
+
+
+def segments_in(playlist: str) -> list[tuple[float, str]]:
     segments, duration = [], None
-    for line in station.get("/hls/live.m3u8").text.splitlines():
+    for line in playlist.splitlines():
         if line.startswith("#EXTINF:"):
             duration = float(line.split(":")[1].rstrip(","))
         elif line and not line.startswith("#"):
@@ -265,10 +269,8 @@ def test_an_ingest_and_the_site_from_one_encode_and_the_site_stays_live_while_th
 def newest_segment(workdir: Path) -> int:
     """The number of the newest segment in the site's playlist (-1 before there is one)."""
     playlist = workdir / "hls" / "live.m3u8"
-    names = (
-        [line for line in playlist.read_text().splitlines() if line.startswith("segment_")] if playlist.exists() else []
-    )
-    return int(names[-1].removeprefix("segment_").removesuffix(".ts")) if names else -1
+    segments = segments_in(playlist.read_text()) if playlist.exists() else []
+    return int(segments[-1][1].removeprefix("segment_").removesuffix(".ts")) if segments else -1
 
 
 def command_line(pid: int) -> list[str]:
