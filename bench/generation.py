@@ -30,6 +30,7 @@ from records import write_record
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
 from wavenet.config import model_preset
 from wavenet.generation import Engine, make_engine
+from wavenet.generation.engine import true_fp32
 from wavenet.model import WaveNet
 
 
@@ -84,7 +85,8 @@ class PlainCachedStep:
         """Teacher-forced logits against the full forward, past the receptive field."""
         shape = (self.pending.shape[0], self.model.receptive_field + 8)
         codes = torch.randint(0, self.model.cfg.classes, shape, device=self.pending.device)
-        full = self.model(codes)[:, :, -8:].transpose(1, 2)
+        with true_fp32():  # no TF32 in the reference
+            full = self.model(codes)[:, :, -8:].transpose(1, 2)
         for s in range(codes.shape[1] - 8):
             self.step(codes[:, s])
         logits = torch.stack([self.step(codes[:, s]) for s in range(codes.shape[1] - 8, codes.shape[1])], 1)

@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 from wavenet.config import model_preset
 from wavenet.errors import UserError
 from wavenet.generation import Engine, choose_backend, generate, gumbel_noise, make_engine, sample_codes
+from wavenet.generation.engine import true_fp32
 from wavenet.generation.graphs import DeviceCounterEngine
 from wavenet.generation.sampling import stream_keys
 from wavenet.model import WaveNet, WaveNetConfig
@@ -96,6 +97,20 @@ def test_triton_on_the_base_model_without_padding(weight_dtype, tolerance):
 def test_priming_in_one_forward_continues_the_full_forward(small_model, prime_length):
     codes = torch.randint(0, 256, (2, 150))
     assert teacher_forced_error(small_model, "cached", codes, prime=prime_length) < 1e-5
+
+
+def test_priming_runs_its_convolutions_in_full_float32_and_leaves_the_settings_as_they_were():
+    """On a GPU cuDNN rounds float32 convolutions to TF32 unless told not to, which would prime the state about 1e-3
+    away from the float32 that the cached step computes; the setting is put back after, also on an error."""
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    seen = []
+    with pytest.raises(RuntimeError, match="inside"):
+        with true_fp32():
+            seen.append((conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision))
+            raise RuntimeError("inside")
+    assert seen == [("ieee", "ieee")]
+    assert conv.fp32_precision == before
 
 
 @pytest.mark.parametrize("backend", ["cached", "cpu"])
@@ -255,6 +270,23 @@ def test_gpu_backends_draw_the_cached_engines_samples(gpu_model, backend, batch)
 def test_gpu_auto_picks_a_backend_with_the_cached_engines_samples(gpu_model):
     assert choose_backend(gpu_model, 1) in ("triton", "graph", "cached")
     assert torch.equal(generate(gpu_model, 300, 1, seed=4), generate(gpu_model, 300, 1, seed=4, backend="cached"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cached", "graph", "triton"])
+def test_gpu_progress_counts_samples_once_the_device_has_made_them(gpu_model, backend):
+    """A launch returns before its work runs: progress must wait for it, or a stream's real-time factor and rate
+    limit count samples that do not exist yet. The device is kept busy for about a second first."""
+    engine = make_engine(gpu_model, 1, backend)
+    engine.generate(65)  # compiled, its graphs captured
+    torch.cuda.synchronize()
+    torch.cuda._sleep(2_000_000_000)  # clock cycles: about a second of work queued ahead of the samples
+    busy = torch.cuda.Event()
+    busy.record()
+    reported = []
+    engine.generate(200, progress=lambda n: reported.append((n, busy.query())))
+    assert sum(n for n, _ in reported) == 200
+    assert all(done for _, done in reported), reported
 
 
 H100_SHARED_BYTES = 227 * 1024  # the most shared memory one program may use on an H100 (sm_90)

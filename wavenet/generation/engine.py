@@ -14,7 +14,9 @@ exactly what the full forward's left padding feeds the convolution, so the two a
 """
 
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,55 @@ from wavenet.model import WaveNet
 
 Progress = Callable[[int], object] | None
 NOISE_CHUNK = 256  # eager engines make the noise for this many steps at once
+
+
+class Completion:
+    """progress(n) for work queued on a device, called once the device has done it: a CUDA launch returns before
+    its work runs, so counting at launch would make a stream's real-time factor and rate limit count samples that
+    do not exist yet. An event marks each queued piece; the host runs at most `ahead` pieces in front of the
+    device. On a CPU the work is done when the call returns, and progress is called at once."""
+
+    def __init__(self, device: torch.device, progress: Progress, ahead: int = 2):
+        self.progress, self.ahead = progress, ahead
+        self.cuda = device.type == "cuda"
+        self.waiting: deque[tuple[torch.cuda.Event, int]] = deque()
+
+    def queued(self, samples: int) -> None:
+        """`samples` more have been queued: report those that are done."""
+        if not self.cuda:
+            if self.progress is not None:
+                self.progress(samples)
+            return
+        event = torch.cuda.Event()
+        event.record()
+        self.waiting.append((event, samples))
+        while self.waiting and (len(self.waiting) > self.ahead or self.waiting[0][0].query()):
+            self._report()
+
+    def finish(self) -> None:
+        """Wait for everything queued and report it: the caller's clock then agrees with the samples made."""
+        while self.waiting:
+            self._report()
+
+    def _report(self) -> None:
+        event, samples = self.waiting.popleft()
+        event.synchronize()
+        if self.progress is not None:
+            self.progress(samples)
+
+
+@contextmanager
+def true_fp32() -> Iterator[None]:
+    """Float32 convolutions and matmuls in full float32: cuDNN's convolutions round their inputs to TF32 by default
+    on a GPU (about 1e-3 relative), and a state primed or a reference computed that way would differ from the
+    cached step's float32 by far more than the 1e-5 that the engines are held to."""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
 
 
 class Engine:
@@ -56,16 +107,18 @@ class Engine:
 
     @torch.inference_mode()
     def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
-        """Sample (B, num_samples) codes, feeding each back in; progress(n) is called as samples are done."""
+        """Sample (B, num_samples) codes, feeding each back in; progress(n) is called as samples are done (on a GPU
+        too: see Completion), and the call returns once all of them are."""
         out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
+        completion = Completion(self.device, progress, ahead=8)
         for start in range(0, num_samples, NOISE_CHUNK):
             steps = min(NOISE_CHUNK, num_samples - start)
             noise = self._noise(self.index, steps)
             for s in range(steps):
                 out[:, start + s] = self._sample(None if noise is None else noise[s])
-                if progress is not None:
-                    progress(1)
+                completion.queued(1)
             self.index += steps
+        completion.finish()
         return out
 
     def _noise(self, first_index: int | torch.Tensor, steps: int) -> torch.Tensor | None:
@@ -110,7 +163,8 @@ class NaiveEngine(Engine):
     def _step(self, codes: torch.Tensor) -> torch.Tensor:
         self.history = torch.cat([self.history, codes[:, None]], dim=1)[:, -self.model.receptive_field :]
         self.t += 1
-        return self.model(self.history)[:, :, -1]
+        with true_fp32():
+            return self.model(self.history)[:, :, -1]
 
 
 class CachedEngine(Engine):
@@ -153,7 +207,8 @@ class CachedEngine(Engine):
             return
         window = history[:, -self.model.receptive_field :]  # older samples cannot reach the next output
         offset = length - window.shape[1]
-        _, layer_inputs = self.model.forward_with_layer_inputs(window)
+        with true_fp32():
+            _, layer_inputs = self.model.forward_with_layer_inputs(window)
         for ring, d, inputs in zip(self.rings, self.dilations, layer_inputs, strict=True):
             times = torch.arange(max(0, length - d), length, device=self.device)
             ring[times % d] = inputs[:, :, times - offset].permute(2, 0, 1).to(ring.dtype)
@@ -203,7 +258,7 @@ class KernelEngine(CachedEngine):
     run by a fused kernel in launches of at most SAMPLES_PER_LAUNCH samples; subclasses define `_launch` and
     `kernel_classes` (their padded class count)."""
 
-    SAMPLES_PER_LAUNCH = 4096  # progress is reported once per launch
+    SAMPLES_PER_LAUNCH = 4096  # progress is reported once per launch, when it has run
     kernel_classes: int
 
     def __init__(
@@ -222,14 +277,15 @@ class KernelEngine(CachedEngine):
     @torch.inference_mode()
     def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
         out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
+        completion = Completion(self.device, progress, ahead=1)
         for start in range(0, num_samples, self.SAMPLES_PER_LAUNCH):
             n = min(self.SAMPLES_PER_LAUNCH, num_samples - start)
             chunk = torch.empty(self.batch_size, n, dtype=torch.long, device=self.device)
             self._launch(n, chunk, None, None)
             out[:, start : start + n] = chunk
             self.index += n
-            if progress is not None:
-                progress(n)
+            completion.queued(n)
+        completion.finish()
         return out
 
     @torch.inference_mode()

@@ -8,7 +8,7 @@ indexing and no host value changes between replays.
 import torch
 
 from wavenet.errors import UserError
-from wavenet.generation.engine import CachedEngine, Progress
+from wavenet.generation.engine import CachedEngine, Completion, Progress
 from wavenet.model import WaveNet
 
 STEPS_PER_GRAPH = 64
@@ -60,13 +60,14 @@ class DeviceCounterEngine(CachedEngine):
     def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:
         out = torch.empty(self.batch_size, num_samples, dtype=torch.long, device=self.device)
         done, t = 0, self.t
+        completion = Completion(self.device, progress)
         while done < num_samples:
             steps = STEPS_PER_GRAPH if num_samples - done >= STEPS_PER_GRAPH else 1
             self._run(steps)
             out[:, done : done + steps] = self.out[:, :steps]
             done += steps
-            if progress is not None:
-                progress(steps)
+            completion.queued(steps)
+        completion.finish()
         self.t = t + num_samples
         self.index += num_samples
         return out
