@@ -144,6 +144,20 @@ def test_backends_draw_the_cached_engines_samples(small_model, backend):
     assert torch.equal(continued(small_model, backend, prime, pieces), expected)
 
 
+@pytest.mark.parametrize("backend", ["cached", "cpu", "device-counter", "triton"])
+def test_a_restarted_engine_draws_what_a_new_one_would(small_model, backend):
+    """The stream renders every batch of tracks with one engine (a GPU backend keeps its captured graphs):
+    restarted as streams 5 and 6 after drawing streams 0 and 1, it must draw what a new engine for 5 and 6 does."""
+    engine = engine_for(small_model, 2, backend, temperature=0.9, seed=3)
+    engine.prime(torch.randint(0, 256, (2, 12)))
+    first = engine.generate(40)
+    engine.restart(5)
+    fresh = make_engine(small_model, 2, "cached", temperature=0.9, seed=3, first_stream=5)
+    expected = fresh.generate(70)
+    assert torch.equal(engine.generate(70), expected)
+    assert not torch.equal(first, expected[:, :40])
+
+
 def test_cpu_backend_in_shards_gives_the_full_forwards_logits_and_the_cached_samples(small_model):
     """Five streams in shards of 1, 2 and 2, each stepped on a thread of its own, still give every stream the full
     forward's logits and the cached engine's draws (sampled and greedy)."""

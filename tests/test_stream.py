@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 
 from tests.conftest import ROOT
+from wavenet.generation import generate
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.render import TrackRenderer
 from wavenet.stream.rtmp_server import LocalRtmp, free_port
@@ -346,3 +348,14 @@ def test_the_rate_limit_counts_every_sample_an_engine_reports(small_model, tmp_p
     renderer.after_step(500)
     renderer.after_step(500)  # 2 x 500 samples x 2 streams = 2000 samples at 2000 samples/s
     assert time.perf_counter() - start >= 1.0
+
+
+def test_the_track_renderer_makes_one_engine_and_restarts_it_for_each_batch(small_model, tmp_path):
+    """A graph backend captures its CUDA graphs once per engine: a new engine per batch would capture again for every
+    batch of tracks. The second batch must still be tracks 2 and 3 of the seed, as generate() makes them."""
+    renderer = TrackRenderer(small_model, Backlog(tmp_path, 16000), 2, 0.02, 1.0, 7, 1.0, threading.Event())
+    renderer.generate_tracks(0, time.perf_counter())
+    engine = renderer.engine
+    second = renderer.generate_tracks(2, time.perf_counter())
+    assert renderer.engine is engine
+    assert torch.equal(second, generate(small_model, 320, 2, temperature=1.0, seed=7, first_stream=2))

@@ -87,7 +87,7 @@ class Engine:
     name = "engine"
 
     def __init__(self, model: WaveNet, batch_size: int, temperature: float = 1.0, seed: int = 0, first_stream: int = 0):
-        self.model, self.batch_size, self.temperature = model, batch_size, temperature
+        self.model, self.batch_size, self.temperature, self.seed = model, batch_size, temperature, seed
         self.device = next(model.parameters()).device
         self.classes = model.cfg.classes
         self.keys = stream_keys(seed, batch_size, self.device, first_stream)
@@ -104,6 +104,13 @@ class Engine:
         self.pending.copy_(codes[:, -1])
         self._set_history(codes[:, :-1])
         self.t, self.index = codes.shape[1] - 1, 0
+
+    @torch.inference_mode()
+    def restart(self, first_stream: int) -> None:
+        """Start again from silence as streams first_stream.. of the same seed, as a new engine would, keeping this
+        one's buffers (and the graph backend's captured graphs, which read the noise keys in place)."""
+        self.keys.copy_(stream_keys(self.seed, self.batch_size, self.device, first_stream))
+        self.prime(torch.full((self.batch_size, 1), SILENCE_CODE, device=self.device))
 
     @torch.inference_mode()
     def generate(self, num_samples: int, progress: Progress = None) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from wavenet.audio import mu_law_decode
-from wavenet.generation import make_engine
+from wavenet.generation import Engine, make_engine
 from wavenet.model import WaveNet
 from wavenet.progress import Progress
 from wavenet.stream.backlog import Backlog
@@ -98,6 +98,7 @@ class TrackRenderer(threading.Thread):
         self.startup: Progress | None = None  # the first batch, while the stream waits to go live
         self.gate = gate or GateSettings()
         self.rendered = self.dropped = 0  # tracks, since this start
+        self.engine: Engine | None = None  # made once, restarted for each batch (a GPU backend's graphs stay)
 
     def run(self) -> None:
         try:
@@ -158,7 +159,11 @@ class TrackRenderer(threading.Thread):
     @torch.inference_mode()
     def generate_tracks(self, first: int, start: float) -> torch.Tensor:
         """Codes (B, T) of tracks first .. first + B - 1: full length, or shorter when the backlog needs them sooner."""
-        engine = make_engine(self.model, self.batch, self.backend, self.temperature, self.seed, first)
+        if self.engine is None:
+            self.engine = make_engine(self.model, self.batch, self.backend, self.temperature, self.seed, first)
+        else:
+            self.engine.restart(first)
+        engine = self.engine
         piece = max(1, int(PIECE_SECONDS * self.backlog.sample_rate))
         pieces, made, checked = [], 0, start
         while made < self.track_samples:
