@@ -273,6 +273,29 @@ def test_gpu_backend_logits_equal_full_forward(gpu_model, backend, batch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch", [1, 48])
+def test_gpu_triton_bf16_rounds_only_its_weights(gpu_model, batch):
+    """bf16 weights, float32 activations: against a float64 forward of the same weights rounded to bf16. One stream
+    takes the broadcast path (exact products of fp32 activations); 48 take tensor cores, where the activations enter
+    the bf16 products in two parts (held to about 2**-17, so 1e-4 allows for it); rounded to one part they would put
+    the logits near 1e-3 off. Triton's CPU interpreter gets bf16 tl.dot wrong, so only a GPU can check this. Primed
+    with one code, so that no state comes from the unrounded weights."""
+    rounded = copy.deepcopy(gpu_model)
+    with torch.no_grad():
+        for layer in rounded.layers:
+            for conv in (layer.dilated, layer.out):
+                conv.weight.copy_(conv.weight.bfloat16().float())
+        for conv in (rounded.head[1], rounded.head[3]):
+            conv.weight.copy_(conv.weight.bfloat16().float())
+    codes = torch.randint(0, 256, (batch, 200), device="cuda")
+    with torch.no_grad():
+        full = rounded.double()(codes)[:, :, :-1].transpose(1, 2).cpu()
+    engine = make_engine(gpu_model, batch, "triton-bf16")
+    engine.prime(codes[:, :1])
+    assert relative_error(engine.teacher_forced(codes[:, 1:]).cpu().double(), full) < (1e-5 if batch == 1 else 1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 48])
 @pytest.mark.parametrize("backend", ["graph", "triton"])
 def test_gpu_backends_draw_the_cached_engines_samples(gpu_model, backend, batch):
     prime = torch.randint(0, 256, (batch, 100), device="cuda")
