@@ -71,10 +71,14 @@ def test_backend_logits_equal_full_forward(small_model, backend):
     assert teacher_forced_error(small_model, backend, codes, prime=10) < 1e-5
 
 
-def test_triton_blocks_of_16_streams_use_the_matrix_path(small_model):
-    """17 streams in blocks of 16: tl.dot, and a second block with one live stream and 15 masked ones."""
+@pytest.mark.parametrize("sm_count", [None, 6])
+def test_triton_blocks_of_16_streams_use_the_matrix_path(small_model, sm_count):
+    """17 streams in blocks of 16: tl.dot, and a second block with one live stream and 15 masked ones; spread over
+    6 SMs, 6 programs of 3 live rows each (the last with 2) in tiles of 16."""
     codes = torch.randint(0, 256, (17, 5 + 36))
-    assert teacher_forced_error(small_model, "triton", codes, prime=5, block_streams=16) < 1e-5
+    engine = engine_for(small_model, 17, "triton", block_streams=16, sm_count=sm_count)
+    assert engine.layout["STREAMS"] == (16 if sm_count is None else 3)
+    assert teacher_forced_error(small_model, "triton", codes, prime=5, block_streams=16, sm_count=sm_count) < 1e-5
 
 
 def test_triton_bf16_weights_stay_within_the_documented_tolerance(small_model):

@@ -1,6 +1,6 @@
 """The fused Triton backend: one kernel launch runs many samples of every stream, sampling included.
 
-Each program owns BLOCK_B streams and loops over the samples, and within a sample over the layers, holding the
+Each program owns STREAMS streams (in a tile of BLOCK_B rows, the rest masked) and loops over the samples, and within a sample over the layers, holding the
 sample's activations in registers: embedding, dilated conv (two matmuls against the rings), gated unit, residual
 and skip, the head, and Gumbel-max sampling, with nothing between them but the ring buffers in device memory.
 The weights are read from device memory (L2-resident: 5 MB in fp32, 2.5 MB in bf16 for `base`) each sample.
@@ -96,14 +96,15 @@ def _wavenet_steps(
     G: tl.constexpr,
     S: tl.constexpr,
     C: tl.constexpr,
-    BLOCK_B: tl.constexpr,
+    BLOCK_B: tl.constexpr,  # rows of the program's tile: 16 or more on the tl.dot path
+    STREAMS: tl.constexpr,  # live streams per program, at most BLOCK_B
     HEAD_CHUNK: tl.constexpr,
     USE_DOT: tl.constexpr,
     SAMPLE: tl.constexpr,  # temperature > 0 (else greedy)
     FORCED: tl.constexpr,  # teacher forcing: feed forced codes, write logits
 ):
-    b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    live = b < B
+    b = tl.program_id(0) * STREAMS + tl.arange(0, BLOCK_B)
+    live = (tl.arange(0, BLOCK_B) < STREAMS) & (b < B)
     r, g, s_, c, hc = tl.arange(0, R), tl.arange(0, G), tl.arange(0, S), tl.arange(0, C), tl.arange(0, HEAD_CHUNK)
     code = tl.load(pending_ptr + b, mask=live, other=0)
     keys = tl.load(keys_ptr + b, mask=live, other=0).to(tl.uint32)
@@ -153,15 +154,24 @@ def padded(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def kernel_layout(cfg: WaveNetConfig, batch_size: int, weight_dtype: torch.dtype, block_streams: int | None) -> dict:
+def kernel_layout(
+    cfg: WaveNetConfig,
+    batch_size: int,
+    weight_dtype: torch.dtype,
+    block_streams: int | None,
+    sm_count: int | None = None,
+) -> dict:
     """The kernel's compile-time constants: padded sizes, streams per program, and the matmul path.
 
     One stream per program below 32 streams (each on its own SM, broadcast-and-sum matmuls); 16 per program
-    above (tl.dot). A head chunk of 32 hidden channels on the tl.dot path keeps its shared memory within an
+    above (tl.dot). With `sm_count`, a tl.dot program takes only as many streams as spread the batch over that many
+    SMs (256 streams on 132 SMs: 2 live rows of its 16, 128 programs), each program reading every weight from L2 for
+    its few streams: whether that beats 16 programs of 16 is for the GPU bench to say (the `:spread` rows). A head chunk of 32 hidden channels on the tl.dot path keeps its shared memory within an
     H100's 227 KB in fp32, and the bf16 products (two per matmul: see _matmul) within 255 registers unspilled.
     """
     block = block_streams or (1 if batch_size < 32 else 16)
     use_dot = block >= 16
+    streams = min(block, -(-batch_size // sm_count)) if sm_count and use_dot else block
     S = padded(cfg.skip_channels)
     return dict(
         R=padded(cfg.residual_channels),
@@ -169,6 +179,7 @@ def kernel_layout(cfg: WaveNetConfig, batch_size: int, weight_dtype: torch.dtype
         S=S,
         C=padded(cfg.classes),
         BLOCK_B=block,
+        STREAMS=streams,
         HEAD_CHUNK=min(S, 32 if use_dot else 64),
         USE_DOT=use_dot,
     )
@@ -224,6 +235,7 @@ class TritonEngine(KernelEngine):
         weight_dtype: torch.dtype = torch.float32,
         block_streams: int | None = None,
         num_warps: int = 8,
+        sm_count: int | None = None,
     ):
         cfg = model.cfg
         super().__init__(model, batch_size, temperature, seed, first_stream, padded(cfg.residual_channels))
@@ -233,7 +245,7 @@ class TritonEngine(KernelEngine):
                 f"generation.backend={self.name} needs a CUDA device (or TRITON_INTERPRET=1, slow, to test it on CPU);"
                 " use cached (or auto) on this machine."
             )
-        self.layout = kernel_layout(cfg, batch_size, weight_dtype, block_streams)
+        self.layout = kernel_layout(cfg, batch_size, weight_dtype, block_streams, sm_count)
         self.kernel_classes = self.layout["C"]
         self.num_warps = num_warps
         self.weights = self._pack(weight_dtype)
@@ -262,7 +274,7 @@ class TritonEngine(KernelEngine):
         )
 
     def _launch(self, n: int, out: torch.Tensor, forced: torch.Tensor | None, logits: torch.Tensor | None) -> None:
-        grid = (triton.cdiv(self.batch_size, self.layout["BLOCK_B"]),)
+        grid = (triton.cdiv(self.batch_size, self.layout["STREAMS"]),)
         _wavenet_steps[grid](
             self.pending,
             out,
