@@ -11,8 +11,11 @@ takes at least --seconds. Ratios are against naive (the full-forward reference),
 plain: a textbook cached step written here in plain PyTorch (a queue of past inputs per layer, conv weights used
 as they are, Gumbel-max sampling), which is what anyone would write without this project, checked against the
 full forward before it is timed; on CUDA also plain-graph, that step captured 64 at a time in a CUDA graph. A
-backend that fails gets a row saying so, and the others still run (the fused kernels come last: a fault in one
-can leave the GPU unusable for the rest of the process).
+backend that fails gets a row saying so, and the others still run (the persistent kernels come after every
+other row: a fault in one can leave the GPU unusable for the rest of the process). With --json the record is
+written again after every row.
+triton[-bf16]:spread rows (32 streams and more): the kernel with a program's streams sized to spread the batch
+over every SM (256 streams on 132 SMs: 2 per program) instead of 16 per program.
 --triton-sweep adds rows triton[-bf16]:S:W, the kernel with S streams per program and W warps, to tune the
 layout that TritonEngine picks by default (1 stream per program below 32 streams, else 16; 8 warps).
 """
@@ -130,7 +133,8 @@ class PlainGraphStep(PlainCachedStep):
 
 
 def make(model: WaveNet, batch: int, variant: str) -> Engine:
-    """A backend name, or a Triton layout from --triton-sweep: triton[-bf16]:STREAMS_PER_PROGRAM:WARPS."""
+    """A backend name, triton[-bf16]:spread (streams spread over the SMs), or a Triton layout from --triton-sweep:
+    triton[-bf16]:STREAMS_PER_PROGRAM:WARPS."""
     if variant in ("plain", "plain-graph"):
         PlainCachedStep(model, batch).check()
         return PlainGraphStep(model, batch) if variant == "plain-graph" else PlainCachedStep(model, batch)
@@ -138,8 +142,12 @@ def make(model: WaveNet, batch: int, variant: str) -> Engine:
         return make_engine(model, batch, variant, temperature=1.0, seed=0)
     from wavenet.generation.triton_kernel import TritonEngine
 
-    name, block, warps = variant.split(":")
+    name, *layout = variant.split(":")
     dtype = torch.bfloat16 if name == "triton-bf16" else torch.float32
+    if layout == ["spread"]:
+        sms = torch.cuda.get_device_properties(next(model.parameters()).device).multi_processor_count
+        return TritonEngine(model, batch, weight_dtype=dtype, sm_count=sms)
+    block, warps = layout
     return TritonEngine(model, batch, weight_dtype=dtype, block_streams=int(block), num_warps=int(warps))
 
 
@@ -183,7 +191,10 @@ def main() -> None:
     cuda = device.type == "cuda"
     batches = args.batches or ([1, 16, 256] if cuda else [1, 16])
     backends = args.backends or (
-        ["naive", "plain", "plain-graph", "cached", "graph", "triton", "triton-bf16", "persistent", "persistent-bf16"]
+        [
+            *("naive", "plain", "plain-graph", "cached", "graph", "triton", "triton-bf16"),
+            *("triton:spread", "triton-bf16:spread", "persistent", "persistent-bf16"),
+        ]
         if cuda
         else ["naive", "plain", "cached", "cpu"]
     )
@@ -193,7 +204,13 @@ def main() -> None:
     else:
         names = args.models or (["base20", "base"] if cuda else ["tiny", "base"])
         models = {name: WaveNet(model_preset(name)).to(device) for name in names}
+    device_name = torch.cuda.get_device_name(device) if cuda else f"cpu, {os.cpu_count()} cores"
     rows = []
+
+    def save(more: list[dict]) -> None:
+        if args.json:
+            write_record(args.json, device_name, rows=rows + more)
+
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         where = (
@@ -202,66 +219,69 @@ def main() -> None:
             else f"cpu ({platform.processor() or 'x86_64'}), {threads} threads"
         )
         print(f"{where}, torch {torch.__version__}; weights fp32 unless the backend says bf16")
-        rows += table(models, batches, backends, args, threads)
-    if args.json:
-        write_record(
-            args.json, torch.cuda.get_device_name(device) if cuda else f"cpu, {os.cpu_count()} cores", rows=rows
-        )
+        rows += table(models, batches, backends, args, threads, save)
 
 
-def table(models: dict, batches: list[int], backends: list[str], args, threads: int) -> list[dict]:
-    """Time every variant of every model and batch; print the table; its rows as dicts."""
+def table(models: dict, batches: list[int], backends: list[str], args, threads: int, save) -> list[dict]:
+    """Time every variant of every model and batch; print the table; its rows as dicts, given to save(rows) after
+    each one, so that a run stopped at a time limit keeps what it measured."""
     header = (
         f"{'model':<8} {'layers':>6} {'batch':>5} {'backend':<17} {'per stream/s':>13} {'aggregate/s':>12} "
         f"{'x real time':>11} {'vs naive':>9} {'vs cached':>9} {'vs plain':>9} {'vs plain-graph':>14}"
     )
     print(header)
     print("-" * len(header))
-    rows = []
-    for name, model in models.items():
-        model.eval()
-        cfg = model.cfg
-        for batch in batches:
-            rates: dict[str, float] = {}
-            variants = list(backends)
-            if args.triton_sweep:
-                variants += [
-                    f"{name}:{block}:{warps}"
-                    for name in ("triton", "triton-bf16")
-                    for block in (1, 16, 32, 64)
-                    if block <= max(16, batch)
-                    for warps in (4, 8, 16)
-                ]
-            for backend in variants:
-                if backend == "naive" and len(cfg.dilations) > 20 and batch > 16:
-                    continue  # minutes per row, and nothing to learn from it
-                try:
-                    rates[backend] = rate = samples_per_second(model, backend, batch, args.seconds)
-                except Exception as err:  # one backend failing is a result, not the end of the run
-                    print(f"{name:<8} {len(cfg.dilations):>6} {batch:>5} {backend:<17} failed: {err}", flush=True)
-                    rows.append({"model": name, "batch": batch, "backend": backend, "error": str(err)[:500]})
-                    continue
-                refs = {"naive": 9, "cached": 9, "plain": 9, "plain-graph": 14}
-                ratios = [
-                    f"{rate / rates[ref]:>{w - 1}.1f}x" if ref in rates else f"{'-':>{w}}" for ref, w in refs.items()
-                ]
-                print(
-                    f"{name:<8} {len(cfg.dilations):>6} {batch:>5} {backend:<17} {rate / batch:>13,.1f} {rate:>12,.0f} "
-                    f"{rate / batch / cfg.sample_rate:>11.3f} {' '.join(ratios)}",
-                    flush=True,
-                )
-                rows.append(
-                    {
-                        "model": name,
-                        "layers": len(cfg.dilations),
-                        "batch": batch,
-                        "backend": backend,
-                        "threads": threads,
-                        "aggregate_samples_per_s": round(rate, 1),
-                        "real_time_factor_per_stream": round(rate / batch / cfg.sample_rate, 4),
-                    }
-                )
+    rows, rates = [], {}  # rates[(model, batch)][backend]: the references of the ratio columns
+    last = [b for b in backends if b.startswith("persistent")]  # a fault there can leave the GPU unusable
+    for group in ([b for b in backends if b not in last], last):
+        for name, model in models.items():
+            model.eval()
+            for batch in batches:
+                variants = list(group)
+                if args.triton_sweep and group is not last:
+                    variants += [
+                        f"{kernel}:{block}:{warps}"
+                        for kernel in ("triton", "triton-bf16")
+                        for block in (1, 16, 32, 64)
+                        if block <= max(16, batch)
+                        for warps in (4, 8, 16)
+                    ]
+                for backend in variants:
+                    row = time_row(name, model, batch, backend, rates.setdefault((name, batch), {}), args, threads)
+                    if row:
+                        rows.append(row)
+                        save(rows)
     return rows
+
+
+def time_row(name: str, model: WaveNet, batch: int, backend: str, rates: dict, args, threads: int) -> dict | None:
+    """One backend at one batch: its printed row and its dict; None where the row is skipped."""
+    cfg = model.cfg
+    if backend == "naive" and len(cfg.dilations) > 20 and batch > 16:
+        return None  # minutes per row, and nothing to learn from it
+    if backend.endswith(":spread") and batch < 32:
+        return None  # one stream per program already
+    try:
+        rates[backend] = rate = samples_per_second(model, backend, batch, args.seconds)
+    except Exception as err:  # one backend failing is a result, not the end of the run
+        print(f"{name:<8} {len(cfg.dilations):>6} {batch:>5} {backend:<17} failed: {err}", flush=True)
+        return {"model": name, "batch": batch, "backend": backend, "error": str(err)[:500]}
+    refs = {"naive": 9, "cached": 9, "plain": 9, "plain-graph": 14}
+    ratios = [f"{rate / rates[ref]:>{w - 1}.1f}x" if ref in rates else f"{'-':>{w}}" for ref, w in refs.items()]
+    print(
+        f"{name:<8} {len(cfg.dilations):>6} {batch:>5} {backend:<17} {rate / batch:>13,.1f} {rate:>12,.0f} "
+        f"{rate / batch / cfg.sample_rate:>11.3f} {' '.join(ratios)}",
+        flush=True,
+    )
+    return {
+        "model": name,
+        "layers": len(cfg.dilations),
+        "batch": batch,
+        "backend": backend,
+        "threads": threads,
+        "aggregate_samples_per_s": round(rate, 1),
+        "real_time_factor_per_stream": round(rate / batch / cfg.sample_rate, 4),
+    }
 
 
 if __name__ == "__main__":

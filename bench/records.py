@@ -6,16 +6,26 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from wavenet.files import write_text_atomic
+
 
 def write_record(path: str | Path, device: str, **figures) -> None:
-    """Write {date, device, versions, command, **figures} to `path` (the command as it was typed)."""
+    """Write {date, device, versions, command, **figures} to `path` (the command as it was typed), atomically.
+
+    A bench may call it again after every row, so that a run stopped at its time limit keeps what it measured.
+    """
     import torch
 
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        import triton
+
+        versions |= {"cuda": torch.version.cuda, "triton": triton.__version__}
     record = {
         "date": date.today().isoformat(),
         "device": device,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "versions": versions,
         "command": " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
         **figures,
     }
-    Path(path).write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(Path(path), json.dumps(record, indent=2) + "\n")
