@@ -74,6 +74,7 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=None,
+        choices=["fp32", "bf16", "bf16+compile", "plain-bf16", "plain-bf16+compile"],
         help="default: fp32 bf16 bf16+compile plain-bf16+compile (CUDA), fp32 plain-bf16 (CPU)",
     )
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
@@ -91,21 +92,31 @@ def main() -> None:
     header = f"{'variant':<19} {'ms/step':>9} {'samples/s':>12} {'peak GiB':>9} {'vs first':>9}"
     print(header)
     print("-" * len(header))
-    rows = []
+    rows, measured = [], []
     for variant in variants:
-        ms, rate, peak = measure(cfg, device, variant, args.batch, args.target, args.steps, args.warmup)
-        rows.append({"variant": variant, "ms_per_step": ms * 1000, "samples_per_s": rate, "peak_gib": peak})
-        shown = "-" if peak is None else f"{peak:.2f}"
-        print(f"{variant:<19} {ms * 1000:>9.1f} {rate:>12,.0f} {shown:>9} {rate / rows[0]['samples_per_s']:>8.2f}x")
-    plain = next((r for r in rows if r["variant"].startswith("plain")), None)
+        try:
+            ms, rate, peak = measure(cfg, device, variant, args.batch, args.target, args.steps, args.warmup)
+        except Exception as err:  # one variant failing (out of memory, a compile error) is a result
+            print(f"{variant:<19} failed: {err}", flush=True)
+            rows.append({"variant": variant, "error": str(err)[:500]})
+        else:
+            row = {"variant": variant, "ms_per_step": ms * 1000, "samples_per_s": rate, "peak_gib": peak}
+            rows.append(row)
+            measured.append(row)
+            shown = "-" if peak is None else f"{peak:.2f}"
+            vs_first = rate / measured[0]["samples_per_s"]
+            print(f"{variant:<19} {ms * 1000:>9.1f} {rate:>12,.0f} {shown:>9} {vs_first:>8.2f}x", flush=True)
+        if args.json:  # after every variant: a run stopped at a time limit keeps what it measured
+            write_record(args.json, name, model=args.model, batch=args.batch, target=args.target, rows=rows)
+    plain = next((r for r in measured if r["variant"].startswith("plain")), None)
     if plain:
-        for row in rows:
+        for row in measured:
             row["vs_plain"] = row["samples_per_s"] / plain["samples_per_s"]
-        best = max((r for r in rows if r is not plain), key=lambda r: r["samples_per_s"], default=None)
+        best = max((r for r in measured if r is not plain), key=lambda r: r["samples_per_s"], default=None)
         if best:
             print(f"the project's best ({best['variant']}) vs {plain['variant']}: {best['vs_plain']:.2f}x")
-    if args.json:
-        write_record(args.json, name, model=args.model, batch=args.batch, target=args.target, rows=rows)
+        if args.json:
+            write_record(args.json, name, model=args.model, batch=args.batch, target=args.target, rows=rows)
 
 
 if __name__ == "__main__":
