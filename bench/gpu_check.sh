@@ -25,7 +25,10 @@
 # quality VARIANT: one variant of bench/quality.py at the GPU scale (base, 7 minutes), a call each, since two do not
 # fit in one; the report joins them (same corpus, same validation windows). ship: train.py on the packed real music
 # for about 8 minutes a call, checkpointing every 1000 steps, so that the next call resumes where it stopped.
-# Each step has its own time limit and its exit status is recorded; a failing step does not stop the others.
+# Each step has its own time limit and its exit status is recorded; a failing step does not stop the others. The
+# part as a whole keeps within GPU_CHECK_SECONDS (default 580): a step gets what is left of it if that is less than
+# its own limit, and one that would get under 15 s is skipped and recorded so, so that the part ends, with its
+# results written, inside a device call of 600 s (the benches write their JSON after every row).
 set -uo pipefail
 part=${1:?usage: bench/gpu_check.sh 1|2}
 OUT=${OUT:-runs/gpu-check}
@@ -34,18 +37,28 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 python=${PYTHON:-python}  # the machine's own Python (its PyTorch); PYTHON=... for a dry run in another environment
 dry=${GPU_CHECK_DRY:-}
 log="$OUT/part$part.log"
+budget=${GPU_CHECK_SECONDS:-580}
+begun=$(date +%s)
 work=$(mktemp -d)  # corpora, runs and clips made on the way; removed at the end
 trap 'rm -rf "$work"' EXIT
 
 note() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
 
-# step NAME SECONDS COMMAND...: run with a limit, output into the part's log, status into steps-partN.jsonl
+# step NAME SECONDS COMMAND...: run with a limit (its own, or what is left of the part's budget), output into the
+# part's log, status into steps-partN.jsonl
 step() {
-    local name=$1 limit=$2 start rc
+    local name=$1 limit=$2 start rc left
     shift 2
+    left=$((budget - ($(date +%s) - begun) - 15))  # kept back: a killed step's last 5 s and the closing notes
+    if [ "$left" -lt 15 ]; then
+        note "$name: skipped, ${left} s left of the part's ${budget} s"
+        printf '{"step": "%s", "skipped": true}\n' "$name" >>"$OUT/steps-part$part.jsonl"
+        return
+    fi
+    [ "$left" -lt "$limit" ] && limit=$left
     note "$name (at most ${limit} s): $*"
     start=$(date +%s)
-    timeout "$limit" "$@" >>"$log" 2>&1
+    timeout -k 5 "$limit" "$@" >>"$log" 2>&1
     rc=$?
     note "$name: exit $rc after $(($(date +%s) - start)) s"
     printf '{"step": "%s", "exit": %d, "seconds": %d}\n' "$name" "$rc" "$(($(date +%s) - start))" >>"$OUT/steps-part$part.jsonl"
