@@ -308,6 +308,20 @@ def test_gpu_backends_draw_the_cached_engines_samples(gpu_model, backend, batch)
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["graph", "triton"])
+def test_gpu_a_restarted_engine_keeps_its_graphs_and_draws_the_new_streams(gpu_model, backend):
+    """The stream restarts one engine for every batch of tracks: the captured graphs must read the new streams' noise
+    keys in place, and none is captured again."""
+    engine = make_engine(gpu_model, 4, backend, seed=3)
+    engine.generate(130)
+    graphs = dict(getattr(engine, "graphs", {}))
+    engine.restart(8)
+    got = engine.generate(130)
+    assert getattr(engine, "graphs", {}) == graphs
+    assert torch.equal(got, make_engine(gpu_model, 4, "cached", seed=3, first_stream=8).generate(130))
+
+
+@pytest.mark.gpu
 def test_gpu_auto_picks_a_backend_with_the_cached_engines_samples(gpu_model):
     assert choose_backend(gpu_model, 1) in ("triton", "graph", "cached")
     assert torch.equal(generate(gpu_model, 300, 1, seed=4), generate(gpu_model, 300, 1, seed=4, backend="cached"))
