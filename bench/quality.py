@@ -63,14 +63,16 @@ class PlainWaveNet(nn.Module):
         self.skip = nn.ModuleList(nn.Conv1d(g, s, 1) for _ in self.dilations)
         self.out1, self.out2 = nn.Conv1d(s, s, 1), nn.Conv1d(s, cfg.classes, 1)
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+    def forward(self, codes: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        """Logits of every position; `last` keeps only the last ones (the evaluator's interface)."""
         x = self.inp(F.one_hot(codes, 256).float().transpose(1, 2))
         skips = 0
         for d, dil, res, skip in zip(self.dilations, self.dilated, self.res, self.skip, strict=True):
             filt, gate = dil(F.pad(x, (d, 0))).chunk(2, dim=1)
             z = torch.tanh(filt) * torch.sigmoid(gate)
             x, skips = x + res(z), skips + skip(z)
-        return self.out2(F.relu(self.out1(F.relu(skips))))
+        logits = self.out2(F.relu(self.out1(F.relu(skips))))
+        return logits if last is None else logits[:, :, logits.shape[2] - last :]
 
 
 @torch.no_grad()

@@ -6,7 +6,8 @@
 Each variant: warm-up steps (compilation happens there), then timed steps of the real training step (forward,
 bits-per-sample loss, backward, clipping, fused AdamW on CUDA). `plain-bf16+compile` is the textbook loop anyone
 would write, in this file: the same model compiled, cross-entropy under bf16 autocast, backward, AdamW, no
-clipping. Prints ms/step, target samples/s and peak memory; ratios against the first variant and against plain.
+clipping. A `-layerwise` variant is the project's step with the skip paths summed one layer at a time and the
+head run on every position (LayerwiseSkips), as the model did before 2026-12-02. Prints ms/step, target samples/s and peak memory; ratios against the first variant and against plain.
 """
 
 import argparse
@@ -21,10 +22,32 @@ from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.training import optimization_step
 
 
+class LayerwiseSkips(torch.nn.Module):
+    """The project's model with its skip paths summed the textbook way, one layer's 1x1 conv at a time, and the head
+    run on every position: what `WaveNet.skip_sum` and `last` replaced (the `-layerwise` variants)."""
+
+    def __init__(self, model: WaveNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, codes: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        m = self.model
+        x, skips = m.embed(codes).transpose(1, 2), 0
+        for layer in m.layers:
+            filt, gate = layer.dilated(F.pad(x, (layer.dilation, 0))).chunk(2, dim=1)
+            residual, skip = layer.out(torch.tanh(filt) * torch.sigmoid(gate)).split(layer.split, dim=1)
+            x, skips = x + residual, skips + skip
+        logits = m.head(skips)
+        return logits if last is None else logits[:, :, logits.shape[2] - last :]
+
+
 def measure(cfg: WaveNetConfig, device: torch.device, variant: str, batch: int, target: int, steps: int, warmup: int):
     torch.manual_seed(0)
     model = WaveNet(cfg).to(device)
-    net = torch.compile(model) if variant.endswith("bf16+compile") else model
+    layerwise = variant.endswith("-layerwise")
+    variant = variant.removesuffix("-layerwise")
+    net = LayerwiseSkips(model) if layerwise else model
+    net = torch.compile(net) if variant.endswith("bf16+compile") else net
     params = list(model.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda" and not variant.startswith("plain"))
     codes = torch.randint(0, 256, (batch, cfg.receptive_field + target), device=device)
@@ -74,15 +97,19 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=None,
-        choices=["fp32", "bf16", "bf16+compile", "plain-bf16", "plain-bf16+compile"],
-        help="default: fp32 bf16 bf16+compile plain-bf16+compile (CUDA), fp32 plain-bf16 (CPU)",
+        choices=[
+            *("fp32", "bf16", "bf16+compile", "plain-bf16", "plain-bf16+compile"),
+            *("fp32-layerwise", "bf16-layerwise", "bf16+compile-layerwise"),
+        ],
+        help="default: fp32 bf16 bf16+compile bf16+compile-layerwise plain-bf16+compile (CUDA), "
+        "fp32 fp32-layerwise plain-bf16 (CPU)",
     )
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    cuda_variants = ["fp32", "bf16", "bf16+compile", "plain-bf16+compile"]
-    variants = args.variants or (cuda_variants if device.type == "cuda" else ["fp32", "plain-bf16"])
+    cuda_variants = ["fp32", "bf16", "bf16+compile", "bf16+compile-layerwise", "plain-bf16+compile"]
+    variants = args.variants or (cuda_variants if device.type == "cuda" else ["fp32", "fp32-layerwise", "plain-bf16"])
     cfg = model_preset(args.model)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(

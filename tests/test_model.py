@@ -1,6 +1,7 @@
 """The model: the receptive field formula, and causality proven by gradients."""
 
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import SMALL
 from wavenet.model import WaveNetConfig
@@ -23,3 +24,25 @@ def test_gradients_prove_causality_and_receptive_field(small_model):
     assert positions.max().item() == t, "the output must not see the future"
     assert positions.min().item() == t - SMALL.receptive_field + 1
     assert len(positions) == SMALL.receptive_field
+
+
+def test_the_forward_equals_the_textbook_layer_by_layer_sum(small_model):
+    """The skip paths are summed in one product of all layers' gated units; the same function as each layer's 1x1
+    conv giving (residual, skip) and the skips added up one layer at a time."""
+    codes = torch.randint(0, 256, (2, 100))
+    with torch.no_grad():
+        x, skip_sum = small_model.embed(codes).transpose(1, 2), 0
+        for layer in small_model.layers:
+            h = layer.dilated(F.pad(x, (layer.dilation, 0)))
+            filt, gate = h.chunk(2, dim=1)
+            residual, skip = layer.out(torch.tanh(filt) * torch.sigmoid(gate)).split(layer.split, dim=1)
+            x, skip_sum = x + residual, skip_sum + skip
+        textbook = small_model.head(skip_sum)
+        logits = small_model(codes)
+    assert ((logits - textbook).abs().max() / textbook.abs().max()).item() < 1e-6
+
+
+def test_the_logits_of_the_last_positions_alone_are_those_of_the_whole_forward(small_model):
+    codes = torch.randint(0, 256, (2, 100))
+    with torch.no_grad():
+        assert torch.allclose(small_model(codes, last=40), small_model(codes)[:, :, -40:], rtol=0, atol=1e-6)

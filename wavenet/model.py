@@ -37,7 +37,8 @@ class WaveNetConfig:
 
 
 class ResidualLayer(nn.Module):
-    """x -> dilated causal conv -> tanh * sigmoid -> 1x1 conv split into (residual, skip)."""
+    """x -> dilated causal conv -> tanh * sigmoid -> 1x1 conv split into (residual, skip): its `out` weight holds
+    both, residual rows first."""
 
     def __init__(self, cfg: WaveNetConfig, dilation: int):
         super().__init__()
@@ -47,12 +48,14 @@ class ResidualLayer(nn.Module):
         self.out = nn.Conv1d(cfg.gate_channels, cfg.residual_channels + cfg.skip_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # x: (B, R, T). Left padding by the dilation keeps the conv causal and the length T.
+        """(B, R, T) -> the next layer's input (B, R, T) and this layer's gated units z (B, G, T), whose skip
+        contribution the model takes for all layers in one product (WaveNet.skip_sum)."""
+        # Left padding by the dilation keeps the conv causal and the length T.
         h = self.dilated(F.pad(x, (self.dilation, 0)))  # (B, 2G, T)
         filt, gate = h.chunk(2, dim=1)
         z = torch.tanh(filt) * torch.sigmoid(gate)  # (B, G, T)
-        residual, skip = self.out(z).split(self.split, dim=1)
-        return x + residual, skip  # (B, R, T), (B, S, T)
+        R = self.split[0]
+        return x + F.conv1d(z, self.out.weight[:R], self.out.bias[:R]), z
 
 
 class WaveNet(nn.Module):
@@ -74,23 +77,33 @@ class WaveNet(nn.Module):
     def receptive_field(self) -> int:
         return self.cfg.receptive_field
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.forward_with_layer_inputs(codes, keep_layer_inputs=False)
+    def forward(self, codes: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        """Logits (B, C, T), or of the last `last` positions only (B, C, last): training scores only the positions
+        that see a whole receptive field, and the skip sum and the head need not run on the others."""
+        logits, _ = self.forward_with_layer_inputs(codes, keep_layer_inputs=False, last=last)
         return logits
 
     def forward_with_layer_inputs(
-        self, codes: torch.Tensor, keep_layer_inputs: bool = True
+        self, codes: torch.Tensor, keep_layer_inputs: bool = True, last: int | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Full forward that can also return each layer's input (B, R, T): what the cached generator stores."""
         x = self.embed(codes).transpose(1, 2)  # (B, R, T)
-        skip_sum = 0
-        layer_inputs = []
+        gated, layer_inputs = [], []
         for layer in self.layers:
             if keep_layer_inputs:
                 layer_inputs.append(x)
-            x, skip = layer(x)
-            skip_sum = skip_sum + skip  # (B, S, T)
-        return self.head(skip_sum), layer_inputs
+            x, z = layer(x)
+            gated.append(z if last is None else z[:, :, z.shape[2] - last :])
+        return self.head(self.skip_sum(gated)), layer_inputs
+
+    def skip_sum(self, gated: list[torch.Tensor]) -> torch.Tensor:
+        """The sum over layers of each layer's skip 1x1 conv of its gated units, (B, S, T), as one product of all
+        layers' units (B, L x G, T) with all their skip weights: a layer at a time, each skip output (S = 4 x R
+        channels) would be written and summed L times."""
+        R = self.cfg.residual_channels
+        weight = torch.cat([layer.out.weight[R:] for layer in self.layers], dim=1)  # (S, L x G, 1)
+        bias = torch.stack([layer.out.bias[R:] for layer in self.layers]).sum(0)
+        return F.conv1d(torch.cat(gated, dim=1), weight, bias)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

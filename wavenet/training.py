@@ -45,7 +45,7 @@ def nll_bits(model: torch.nn.Module, windows: torch.Tensor, receptive_field: int
     A window holds receptive_field + N codes; the model sees all but the last and predicts the last N,
     each with its full receptive field as context.
     """
-    logits = model(windows[:, :-1])[:, :, receptive_field - 1 :]
+    logits = model(windows[:, :-1], last=windows.shape[1] - receptive_field)
     return F.cross_entropy(logits.float(), windows[:, receptive_field:]) / LN2
 
 
