@@ -1,8 +1,9 @@
 """The fused Triton backend: one kernel launch runs many samples of every stream, sampling included.
 
-Each program owns STREAMS streams (in a tile of BLOCK_B rows, the rest masked) and loops over the samples, and within a sample over the layers, holding the
-sample's activations in registers: embedding, dilated conv (two matmuls against the rings), gated unit, residual
-and skip, the head, and Gumbel-max sampling, with nothing between them but the ring buffers in device memory.
+Each program owns STREAMS streams (in a tile of BLOCK_B rows, the rest masked) and loops over the samples, and
+within a sample over the layers, holding the sample's activations in registers: embedding, dilated conv (two
+matmuls against the rings), gated unit, residual and skip, the head, and Gumbel-max sampling, with nothing between
+them but the ring buffers in device memory.
 The weights are read from device memory (L2-resident: 5 MB in fp32, 2.5 MB in bf16 for `base`) each sample.
 Channel counts are zero-padded to powers of two (at least 16), so any configuration runs; padded classes get a
 logit of -1e30 and are never drawn.
@@ -165,9 +166,10 @@ def kernel_layout(
 
     One stream per program below 32 streams (each on its own SM, broadcast-and-sum matmuls); 16 per program
     above (tl.dot). With `sm_count`, a tl.dot program takes only as many streams as spread the batch over that many
-    SMs (256 streams on 132 SMs: 2 live rows of its 16, 128 programs), each program reading every weight from L2 for
-    its few streams: whether that beats 16 programs of 16 is for the GPU bench to say (the `:spread` rows). A head chunk of 32 hidden channels on the tl.dot path keeps its shared memory within an
-    H100's 227 KB in fp32, and the bf16 products (two per matmul: see _matmul) within 255 registers unspilled.
+    SMs (256 streams on 132 SMs: 2 live rows of its 16, 128 programs), each program reading every weight from L2
+    for its few streams: whether that beats 16 programs of 16 is for the GPU bench to say (the `:spread` rows).
+    A head chunk of 32 hidden channels on the tl.dot path keeps its shared memory within an H100's 227 KB in fp32,
+    and the bf16 products (two per matmul: see _matmul) within 255 registers unspilled.
     """
     block = block_streams or (1 if batch_size < 32 else 16)
     use_dot = block >= 16
