@@ -91,7 +91,7 @@ if [ "$part" = 1 ]; then
     fi
     step generation 200 "$python" bench/generation.py --device "$device" --models $models --batches $batches \
         --seconds 0.5 --json "$OUT/generation.json"
-    step train-throughput 150 "$python" bench/train_throughput.py --device "$device" --model "$train_model" \
+    step train-throughput 200 "$python" bench/train_throughput.py --device "$device" --model "$train_model" \
         --batch "$batch" --target "$target" --steps 10 --warmup 3 --json "$OUT/train-throughput.json"
 elif [ "$part" = 2 ]; then
     step corpus 60 "$python" -m data_prep.demo_corpus --out "$work/corpus" --tracks 8

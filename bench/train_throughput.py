@@ -101,14 +101,14 @@ def main() -> None:
             *("fp32", "bf16", "bf16+compile", "plain-bf16", "plain-bf16+compile"),
             *("fp32-layerwise", "bf16-layerwise", "bf16+compile-layerwise"),
         ],
-        help="default: fp32 bf16 bf16+compile bf16+compile-layerwise plain-bf16+compile (CUDA), "
+        help="default: fp32 bf16 bf16+compile plain-bf16+compile bf16+compile-layerwise (CUDA), "
         "fp32 fp32-layerwise plain-bf16 (CPU)",
     )
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    cuda_variants = ["fp32", "bf16", "bf16+compile", "bf16+compile-layerwise", "plain-bf16+compile"]
+    cuda_variants = ["fp32", "bf16", "bf16+compile", "plain-bf16+compile", "bf16+compile-layerwise"]
     variants = args.variants or (cuda_variants if device.type == "cuda" else ["fp32", "fp32-layerwise", "plain-bf16"])
     cfg = model_preset(args.model)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
