@@ -55,8 +55,10 @@ class LocalS3:
 
     def start(self, timeout: float = 60.0) -> "LocalS3":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
         args = [
             weed_binary(),
+            f"-logdir={self.data_dir / 'logs'}",  # its own log files go beside its data, not into /tmp
             "mini",
             f"-dir={self.data_dir}",
             "-ip=127.0.0.1",
