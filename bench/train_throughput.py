@@ -7,7 +7,8 @@ Each variant: warm-up steps (compilation happens there), then timed steps of the
 bits-per-sample loss, backward, clipping, fused AdamW on CUDA). `plain-bf16+compile` is the textbook loop anyone
 would write, in this file: the same model compiled, cross-entropy under bf16 autocast, backward, AdamW, no
 clipping. A `-layerwise` variant is the project's step with the skip paths summed one layer at a time and the
-head run on every position (LayerwiseSkips), as the model did before 2026-12-02. Prints ms/step, target samples/s and peak memory; ratios against the first variant and against plain.
+head run on every position (LayerwiseSkips), as the model did before 2026-12-02. Prints ms/step, target
+samples/s and peak memory; ratios against the first variant and against plain.
 """
 
 import argparse
