@@ -30,7 +30,7 @@ PIECE_SECONDS = 0.25  # a batch is generated in pieces of this much audio; betwe
 MARGIN = 0.8  # the share of the measured render rate counted on when deciding how long a batch may take
 PRE_LIVE_SHARE = 0.8  # the speed measured before the encoder runs, counted at this share (2 cores: 0.85 beside it)
 CHECK_INTERVAL_S = 0.5  # whether it ends is decided at most this often (a fast engine makes many pieces a second)
-CUSHION_S = 4.0  # airtime kept in hand when a batch ends early: the encoder takes about 3 s at once when it starts
+CUSHION_S = 4.0  # airtime kept in hand when a batch ends early: the encoder is fed 1 s ahead, the playout reads ahead
 
 
 class Stopped(Exception):

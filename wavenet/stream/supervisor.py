@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SupervisorSettings:
     chunk_seconds: float = 0.1  # PCM written per write; ffmpeg (-re) takes it in real time
+    lead_seconds: float = 1.0  # written ahead of real time at most: a new ffmpeg would take 4-5 s at once
     status_interval_s: float = 10.0  # a status line in the log this often
     backoff_start_s: float = 0.5
     backoff_max_s: float = 5.0
@@ -135,12 +136,19 @@ class Supervisor:
         """Write PCM until ffmpeg stops taking it, the duration is up, or we are told to stop."""
         chunk = int(self.s.chunk_seconds * self.backlog.sample_rate)
         next_report = next_line = 0.0
+        connected, fed = time.monotonic(), 0.0
         while not self.stop.is_set():
             if self.duration_s and time.monotonic() - self.started >= self.duration_s:
                 self.stop.set()
                 break
+            # ffmpeg's pipe and input queue take seconds of audio at once when it starts: audio the first short
+            # tracks of a cold start cannot spare. Feed it real time plus a lead instead (pacing by design).
+            ahead = fed - (time.monotonic() - connected) - self.s.lead_seconds
+            if ahead > 0 and self.stop.wait(ahead):
+                break
             pcm = (np.clip(self.playout.read(chunk), -1, 1) * 32767).astype("<i2").tobytes()
             proc.stdin.write(pcm)  # blocks while ffmpeg (-re) is ahead of real time
+            fed += self.s.chunk_seconds
             self.sent_seconds += self.s.chunk_seconds
             self.renderer.playing_track = self.playout.next_track - 1
             now = time.monotonic()
