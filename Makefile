@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: system $(VENV)/.installed .cache/extensions/cpu_step/.built
 
-# Synthesise, prepare, upload to a local S3 server, train from s3:// (about 6 minutes on 2 CPU cores), generate,
+# Synthesise, prepare, upload to a local S3 server, train from s3:// (about 4 minutes on 2 CPU cores), generate,
 # and a 30 s preview of the livestream into a recording.
 demo: setup
 	$(PY) -m data_prep.demo --name $(DEMO_RUN)
