@@ -25,7 +25,10 @@ def test_a_new_encoder_takes_real_time_and_a_lead_not_the_seconds_it_would_swall
     playout = Playout(backlog, crossfade_seconds=0.5)
     stop = threading.Event()
     # A real renderer, never started: nothing new reaches the backlog while the encoder starts.
-    renderer = TrackRenderer(WaveNet(WaveNetConfig(stacks=1, layers_per_stack=2)), backlog, 1, 3.0, 1.0, 0, 1.0, stop)
+    model = WaveNet(WaveNetConfig(stacks=1, layers_per_stack=2))
+    renderer = TrackRenderer(
+        model, backlog, batch=1, track_seconds=3.0, temperature=1.0, seed=0, max_backlog_minutes=1.0, stop=stop
+    )
     now_playing = tmp_path / "now_playing.txt"
     write_now_playing(now_playing, "test")
     recording = tmp_path / "preview.flv"

@@ -132,18 +132,18 @@ class Supervisor:
             )
 
     # -- running ffmpeg ---------------------------------------------------------------------------------------
-    def _feed(self, proc: subprocess.Popen) -> None:
+    def _feed(self, proc: subprocess.Popen, connected_at: float) -> None:
         """Write PCM until ffmpeg stops taking it, the duration is up, or we are told to stop."""
         chunk = int(self.s.chunk_seconds * self.backlog.sample_rate)
         next_report = next_line = 0.0
-        connected, fed = time.monotonic(), 0.0
+        fed = 0.0  # seconds written to this ffmpeg
         while not self.stop.is_set():
             if self.duration_s and time.monotonic() - self.started >= self.duration_s:
                 self.stop.set()
                 break
             # ffmpeg's pipe and input queue take seconds of audio at once when it starts: audio the first short
             # tracks of a cold start cannot spare. Feed it real time plus a lead instead (pacing by design).
-            ahead = fed - (time.monotonic() - connected) - self.s.lead_seconds
+            ahead = fed - (time.monotonic() - connected_at) - self.s.lead_seconds
             if ahead > 0 and self.stop.wait(ahead):
                 break
             pcm = (np.clip(self.playout.read(chunk), -1, 1) * 32767).astype("<i2").tobytes()
@@ -168,7 +168,7 @@ class Supervisor:
             reader.start()
             connected_at = time.monotonic()
             try:
-                self._feed(proc)
+                self._feed(proc, connected_at)
             except (BrokenPipeError, ConnectionResetError, OSError) as err:
                 log.warning(
                     f"{'the encoder ended' if self.relay else 'ingest dropped'} ({err.__class__.__name__}); playback "
