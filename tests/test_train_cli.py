@@ -2,16 +2,18 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.conftest import FAST_TRAIN, ROOT, run_script
 from wavenet.data import build_shards, list_tracks, validation_windows
 from wavenet.model import WaveNet, WaveNetConfig
-from wavenet.training import nll_bits
+from wavenet.training import nll_bits, warmup_cosine
 
 
 def losses(run_dir) -> dict[int, float]:
@@ -57,6 +59,7 @@ def test_resume_after_sigkill_continues_the_same_curve(corpus, tmp_path):
 
     resumed = run_script("train.py", *common, "name=killed", "train.resume=auto", cwd=tmp_path)
     assert "resumed from" in resumed.stdout + resumed.stderr
+    assert "other settings" not in resumed.stdout + resumed.stderr
     straight, killed = losses(tmp_path / "runs" / "straight"), losses(tmp_path / "runs" / "killed")
     assert sorted(killed) == list(range(1, 11))
     assert killed == straight
@@ -67,6 +70,34 @@ def test_existing_run_is_not_overwritten_without_resume(trained_run):
     proc = run_script("train.py", *FAST_TRAIN, "name=fixture", "train.max_steps=4", cwd=work, check=False)
     assert proc.returncode != 0
     assert "train.resume=auto" in proc.stderr + proc.stdout
+
+
+def test_resume_with_other_settings_names_each_change(corpus, trained_run, tmp_path):
+    shutil.copytree(trained_run, tmp_path / "runs" / "fixture")
+    proc = run_script(
+        "train.py",
+        *[a for a in FAST_TRAIN if not a.startswith("data.batch_size=")],
+        f"data.source={corpus}",
+        "name=fixture",
+        "data.batch_size=3",
+        "optim.lr=2e-3",
+        "train.max_steps=6",
+        "train.val_interval=2",
+        "train.log_interval=1",
+        f"data.cache_dir={trained_run.parents[1] / 'cache'}",
+        "train.resume=auto",
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert "resumed from" in output and "other settings" in output
+    warning = next(line for line in output.splitlines() if "other settings" in line)
+    for change in ("data.batch_size: 2 -> 3", "optim.lr: 0.001 -> 0.002", "train.max_steps: 4 -> 6"):
+        assert change in warning
+    assert "train.resume" not in warning
+    rows = {r["step"]: r for r in map(json.loads, (tmp_path / "runs" / "fixture" / "metrics.jsonl").open())}
+    assert max(rows) == 6
+    # the new peak rate and length are what the schedule follows from here (the checkpoint's optimizer said 1e-3)
+    assert rows[5]["lr"] == pytest.approx(2e-3 * warmup_cosine(5, 2, 6, 1e-5 / 2e-3))
 
 
 def test_typo_in_override_fails_fast(tmp_path):

@@ -112,6 +112,18 @@ def _step_of(line: str) -> float:
         return math.inf
 
 
+def changed_settings(before: dict, after: dict, prefix: str = "") -> list[str]:
+    """The leaves that differ between two plain config trees, as "key: old -> new" lines with dotted keys."""
+    changes = []
+    for key in sorted(set(before) | set(after), key=str):
+        old, new, name = before.get(key), after.get(key), f"{prefix}{key}"
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += changed_settings(old, new, f"{name}.")
+        elif old != new:
+            changes.append(f"{name}: {old!r} -> {new!r}")
+    return changes
+
+
 class MetricsFile:
     """runs/<name>/metrics.jsonl, one JSON object per logged step; on resume, lines after the checkpoint go."""
 
@@ -237,6 +249,7 @@ class Trainer:
             self.average.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.take_optim_settings()
         self.step, self.samples_seen, self.best_val = ckpt["step"], ckpt["samples_seen"], ckpt["best_val_bits"]
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         if ckpt["rng"]["cuda"] and torch.cuda.is_available():
@@ -245,6 +258,26 @@ class Trainer:
         if self.dist.is_main:
             self.metrics.truncate_after(self.step)
         log.info(f"resumed from {path} at step {self.step}")
+        self.warn_of_changed_settings(path, ckpt.get("config", {}))
+
+    def take_optim_settings(self) -> None:
+        """After a restore: this run's peak rate, betas and weight decay, not the checkpoint's (the same if unchanged)."""
+        o = self.cfg.optim
+        self.scheduler.base_lrs = [o.lr] * len(self.optimizer.param_groups)
+        rate = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=o.lr, lr=o.lr * rate, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def warn_of_changed_settings(self, path: Path, saved: dict) -> None:
+        """Resuming with other settings is allowed (a longer run, a smaller batch) but said, so it is never a surprise."""
+        current = redact(OmegaConf.to_container(self.cfg, resolve=True))
+        of_this_call = ("train.resume:", "train.stop_at:")  # how this call starts and stops, not the run's recipe
+        changes = [c for c in changed_settings(saved, current) if not c.startswith(of_this_call)]
+        if changes:
+            log.warning(
+                f"{path} was written with other settings; the run continues from step {self.step} with this run's: "
+                + "; ".join(changes)
+            )
 
     def save(self, is_best: bool) -> Path:
         path = self.checkpoints.save(self.state(), self.step, is_best)
