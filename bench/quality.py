@@ -9,7 +9,8 @@ Variants:
 - `baseline`: the textbook WaveNet, written here in a few lines: one-hot input, the same layer sizes, Adam at a
   constant 1e-3, nothing else.
 - `recipe`: wavenet.training.Trainer with the experiment config of the scale (`+exp=demo` on CPU, `+exp=lofi_base`
-  on a GPU), its schedule stretched to the budget; `recipe:A=1,B=2` adds Hydra overrides (an ablation).
+  on a GPU), its schedule stretched to the budget; `recipe:A=1,B=2` adds Hydra overrides (an ablation;
+  a list keeps its commas: `recipe:optim.betas=[0.9,0.95]`).
 
 Every variant trains in turns of --slice seconds, one after another in this process, so that a slow minute of the
 machine slows all of them alike; each keeps its own clock of training time, and scoring is not counted in it.
@@ -256,7 +257,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         name, _, extra = spec.partition(":")
         if name != "recipe":
             raise SystemExit(f"error: unknown variant {spec!r}: use baseline, recipe or recipe:KEY=VALUE,...")
-        overrides = [o for o in extra.split(",") if o]
+        overrides = [o for o in re.split(r",(?![^\[]*\])", extra) if o]  # a comma inside [..] is a list's
         cfg = compose_config(experiment, args.corpus.resolve(), work / "cache", overrides)
         variants.append(make_recipe(spec, cfg, work / f"run-{len(variants)}", budget_s))
     for v in variants:  # warm-up (compilation, autotuning) outside every clock: one step each
