@@ -215,9 +215,13 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            "config": redact(OmegaConf.to_container(self.cfg, resolve=True)),
+            "config": self.saved_config(),
             "wandb_run_id": self.tracker.run_id,
         }
+
+    def saved_config(self) -> dict:
+        """This run's config as checkpoints keep it: resolved, secrets redacted."""
+        return redact(OmegaConf.to_container(self.cfg, resolve=True))
 
     def resume_path(self) -> Path | None:
         resume = self.cfg.train.resume
@@ -270,7 +274,7 @@ class Trainer:
 
     def warn_of_changed_settings(self, path: Path, saved: dict) -> None:
         """Resuming with other settings is allowed (a longer run, a smaller batch) but said, so it is never a surprise."""
-        current = redact(OmegaConf.to_container(self.cfg, resolve=True))
+        current = self.saved_config()
         of_this_call = ("train.resume:", "train.stop_at:")  # how this call starts and stops, not the run's recipe
         changes = [c for c in changed_settings(saved, current) if not c.startswith(of_this_call)]
         if changes:
