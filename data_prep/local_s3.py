@@ -112,6 +112,14 @@ class LocalS3:
 
     def stop(self) -> None:
         terminate(self.process, timeout=20)
+        self._remove_local_sockets()
+
+    def _remove_local_sockets(self) -> None:
+        """weed leaves some of its local sockets in /tmp when it exits (/tmp/seaweedfs-s3-PORT.sock and others, named
+        by the ports we chose; it has no option for most of them): remove ours."""
+        for port in self.ports.values():
+            for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                path.unlink(missing_ok=True)
 
     def __enter__(self) -> "LocalS3":
         try:

@@ -36,6 +36,16 @@ FAST_TRAIN = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def child_tmpdir(tmp_path_factory):
+    """The processes the tests start keep their temporary files under pytest's folder rather than in /tmp: one that a
+    test kills on purpose cannot clean up after itself (wandb's media and artifact folders, for one)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmpdir")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def small_model() -> WaveNet:
     torch.manual_seed(0)

@@ -20,8 +20,7 @@ def torchrun(*overrides: str, cwd) -> subprocess.CompletedProcess:
         str(ROOT / "train.py"),
         *overrides,
     ]
-    # TMPDIR: torchrun's own torchelastic_* folders go under the test's folder, not into /tmp
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TMPDIR": str(cwd)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # TMPDIR: see conftest.child_tmpdir
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr}"
     return proc

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.demo_corpus import make_corpus
-from data_prep.local_s3 import free_port
+from data_prep.local_s3 import LocalS3, free_port
 from tests.conftest import FAST_TRAIN, ROOT, run_script
 from tests.s3_server import BUCKET
 from tests.test_data_prep import make_mixed_folder, prepare
@@ -167,3 +167,13 @@ def test_upload_killed_inside_a_file_resumes_from_its_completed_parts(s3_env, tm
     assert not client.list_multipart_uploads(Bucket=BUCKET, Prefix="in-file/").get("Uploads")
     cached, _ = download_prefix(uri, tmp_path / "cache", SETTINGS)
     assert sha256_file(cached / "long_mix.wav") == sha256_file(folder / "long_mix.wav")
+
+
+def test_a_stopped_server_leaves_no_sockets_in_tmp(tmp_path):
+    def sockets(server: LocalS3) -> list[Path]:
+        return [p for port in server.ports.values() for p in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
+
+    with LocalS3(tmp_path / "seaweedfs", "stop-test-access", "stop-test-secret-0123") as server:
+        while_running = sockets(server)
+    assert while_running, "weed makes its local sockets in /tmp (this test would prove nothing otherwise)"
+    assert sockets(server) == [], "and they are gone once it stopped"
