@@ -6,7 +6,7 @@ DEMO_RUN ?= demo
 SYSTEM_PACKAGES := ffmpeg nginx libnginx-mod-rtmp fonts-dejavu-core chromium g++ ninja-build
 HLS_JS := 1.7.4
 
-.PHONY: system setup demo test lint bench gpu-carry vendor-hls
+.PHONY: system setup demo test test-slow lint bench gpu-carry vendor-hls
 
 # ffmpeg (decoding, the stream), nginx with the RTMP module (the tests' local ingest), a font for the overlay text,
 # Chromium (the browser the site's tests drive headless), and g++ with ninja (the `cpu` generation backend's C++).
@@ -39,8 +39,13 @@ setup: system $(VENV)/.installed .cache/extensions/cpu_step/.built
 demo: setup
 	$(PY) -m data_prep.demo --name $(DEMO_RUN)
 
+# The default suite, a few minutes; test-slow runs the tests it leaves out (12 minutes: the real-time stream and
+# site runs, the Triton interpreter's longer checks, DDP and resumed training). CI runs both.
 test: setup
 	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -190,6 +190,7 @@ def test_odd_corpus_every_entry_accounted_for_sources_untouched_second_run_idle(
     assert snapshot(src) == before
 
 
+@pytest.mark.slow
 def test_odd_corpus_from_s3(s3_env, shared_tmp, tmp_path):
     """The same odd corpus as objects in a bucket (what S3 can hold: files, odd keys, a folder marker)."""
     src = tmp_path / "music"

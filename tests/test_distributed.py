@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.conftest import FAST_TRAIN, ROOT
@@ -30,6 +31,7 @@ def metrics(run_dir) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_trains_saves_once_and_resumes_on_the_same_curve(corpus, tmp_path):
     common = [
         *FAST_TRAIN,

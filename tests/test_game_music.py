@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import ROOT
 
 
-@pytest.mark.slow
+@pytest.mark.network
 def test_one_soundtrack_is_fetched_prepared_and_its_licence_kept(tmp_path):
     out, work = tmp_path / "corpus", tmp_path / "work"
     cmd = [sys.executable, "-m", "data_prep.game_music", "--packages", "fb-music-high", "--out", str(out)]

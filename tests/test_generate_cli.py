@@ -3,6 +3,7 @@
 import subprocess
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -28,6 +29,7 @@ def test_fixed_seed_is_deterministic_and_writes_n_clips(trained_run, tmp_path):
     assert not np.array_equal(sf.read(tmp_path / "a" / names[0])[0], sf.read(tmp_path / "c" / names[0])[0])
 
 
+@pytest.mark.slow
 def test_clips_are_the_same_whatever_the_batch_size_and_backend(trained_run, tmp_path):
     generate(trained_run, tmp_path / "a", "num_clips=3", "seconds=0.05", "batch_size=3", "seed=4")
     generate(

@@ -71,6 +71,7 @@ def test_backend_logits_equal_full_forward(small_model, backend):
     assert teacher_forced_error(small_model, backend, codes, prime=10) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sm_count", [None, 6])
 def test_triton_blocks_of_16_streams_use_the_matrix_path(small_model, sm_count):
     """17 streams in blocks of 16: tl.dot, and a second block with one live stream and 15 masked ones; spread over
@@ -81,12 +82,14 @@ def test_triton_blocks_of_16_streams_use_the_matrix_path(small_model, sm_count):
     assert teacher_forced_error(small_model, "triton", codes, prime=5, block_streams=16, sm_count=sm_count) < 1e-5
 
 
+@pytest.mark.slow
 def test_triton_bf16_weights_stay_within_the_documented_tolerance(small_model):
     codes = torch.randint(0, 256, (2, 10 + 40))
     error = teacher_forced_error(small_model, "triton", codes, prime=10, weight_dtype=torch.bfloat16)
     assert 1e-6 < error < BF16_TOLERANCE  # really rounded to bf16, and still close
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weight_dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, BF16_TOLERANCE)])
 def test_triton_on_the_base_model_without_padding(weight_dtype, tolerance):
     """The real sizes (64 / 2 x 64 / 256 / 256 need no padding), past the 3070-sample receptive field."""
@@ -138,7 +141,7 @@ def test_cpu_backend_saturates_its_gates_as_the_full_forward_does():
     assert teacher_forced_error(model, "cpu", codes, prime=model.receptive_field) < 1e-5
 
 
-@pytest.mark.parametrize("backend", ["naive", "cpu", "device-counter", "triton"])
+@pytest.mark.parametrize("backend", ["naive", "cpu", "device-counter", pytest.param("triton", marks=pytest.mark.slow)])
 def test_backends_draw_the_cached_engines_samples(small_model, backend):
     """Same seed, fp32: the same codes as cached eager, also when asked for in pieces (64 + 1 + 1 for the graph
     backend's step code: a whole graph's worth, then single steps)."""
@@ -148,7 +151,7 @@ def test_backends_draw_the_cached_engines_samples(small_model, backend):
     assert torch.equal(continued(small_model, backend, prime, pieces), expected)
 
 
-@pytest.mark.parametrize("backend", ["cached", "cpu", "device-counter", "triton"])
+@pytest.mark.parametrize("backend", ["cached", "cpu", "device-counter", pytest.param("triton", marks=pytest.mark.slow)])
 def test_a_restarted_engine_draws_what_a_new_one_would(small_model, backend):
     """The stream renders every batch of tracks with one engine (a GPU backend keeps its captured graphs):
     restarted as streams 5 and 6 after drawing streams 0 and 1, it must draw what a new engine for 5 and 6 does."""
@@ -197,7 +200,7 @@ def test_the_cpu_backend_shards_only_where_each_shard_has_enough_work():
     assert shard_count(1000, 4, MIN_SHARD_WORK) == 4
 
 
-@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("triton", marks=pytest.mark.slow)])
 def test_a_noise_index_past_2_to_the_31_draws_the_cached_engines_samples(small_model, backend):
     """37 hours into a 16 kHz stream the noise index passes 2^31, and at 2^32 its 32-bit form wraps: every backend
     keeps drawing what the cached engine draws (and the Triton kernel takes the index as an int32 throughout)."""
@@ -347,6 +350,7 @@ def test_gpu_progress_counts_samples_once_the_device_has_made_them(gpu_model, ba
 H100_SHARED_BYTES = 227 * 1024  # the most shared memory one program may use on an H100 (sm_90)
 
 
+@pytest.mark.slow
 def test_triton_kernel_compiles_for_the_h100_within_its_resources():
     """No GPU needed: Triton compiles for sm_90 here. `base` fits a program's shared memory and registers
     (fp32 at 256 streams spills a little: its exact tl.dot runs on FMA units with large accumulators)."""

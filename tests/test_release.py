@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import soundfile as sf
 import torch
 
@@ -21,6 +22,7 @@ def release(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_a_release_halves_the_weights_scores_as_trained_and_plays(trained_run, corpus, tmp_path):
     licences = tmp_path / "LICENSES"
     licences.mkdir()

@@ -20,6 +20,7 @@ from wavenet.storage import S3Settings, download_prefix, make_client, safe_desti
 SETTINGS = S3Settings(path_style=True, max_attempts=2)
 
 
+@pytest.mark.slow
 def test_round_trip_prepare_upload_train_from_s3_matches_local(s3_env, corpus, tmp_path):
     mixed = tmp_path / "corpus"
     prepare(make_mixed_folder(tmp_path / "music"), mixed)

@@ -218,6 +218,7 @@ def test_a_segment_deleted_as_it_is_asked_for_is_whole_or_not_found(tmp_path):
     assert all(r.content == SEGMENT for r in responses if r.status_code == 200)
 
 
+@pytest.mark.slow
 def test_an_ingest_and_the_site_from_one_encode_and_the_site_stays_live_while_the_ingest_is_down(trained_run, tmp_path):
     workdir = tmp_path / "odd: dir" / "stream"  # a colon, which ffmpeg must not take for a protocol
     workdir.parent.mkdir()
@@ -449,6 +450,7 @@ def test_a_flood_of_uploads_is_told_the_station_is_busy(station, tmp_path):
 
 
 # -- load ---------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fifty_listeners_for_a_minute_leave_the_render_and_the_segments_on_time(station):
     before = station.status()
     stop_at = time.monotonic() + 60
@@ -494,6 +496,7 @@ def test_fifty_listeners_for_a_minute_leave_the_render_and_the_segments_on_time(
     assert during >= 0.8 * before["real_time_factor"], f"render {during:.2f}x real time under load, {before}"
 
 
+@pytest.mark.slow
 def test_the_site_comes_back_when_its_process_dies_and_the_stream_plays_on(station, tmp_path):
     job = station.carry(tone(tmp_path / "ok.wav", 1.0, []).read_bytes()).json()["id"]
     wait_for(lambda: station.get(f"/api/carry/{job}").json()["state"] == "done", 180, "a visitor's result")

@@ -171,6 +171,7 @@ def run_to_the_end(trained_run: Path, workdir: Path, *overrides: str) -> tuple[s
     return output, status(workdir)
 
 
+@pytest.mark.slow
 def test_youtube_sink_pulled_back_meets_the_ingest_spec_and_is_never_silent(trained_run, ingest, tmp_path):
     workdir = tmp_path / "stream"
     proc = start_stream(
@@ -245,6 +246,7 @@ def test_ingest_killed_and_restarted_the_stream_comes_back_with_the_backlog_inta
     assert "reconnecting" in output
 
 
+@pytest.mark.slow
 def test_a_generator_slower_than_real_time_falls_back_and_says_so(trained_run, tmp_path):
     workdir = tmp_path / "stream"
     output, final = run_to_the_end(
@@ -257,6 +259,7 @@ def test_a_generator_slower_than_real_time_falls_back_and_says_so(trained_run, t
     assert "renderer behind: replaying" in output
 
 
+@pytest.mark.slow
 def test_a_cold_start_airs_short_tracks_first_and_they_grow_to_full_length_without_a_gap(trained_run, tmp_path):
     workdir = tmp_path / "stream"
     small = [o for o in SMALL_STREAM if not o.startswith("track_seconds=")]
@@ -272,6 +275,7 @@ def test_a_cold_start_airs_short_tracks_first_and_they_grow_to_full_length_witho
     assert silences(workdir / "preview.flv", 0.25) == []
 
 
+@pytest.mark.slow
 def test_a_restart_resumes_from_the_backlog_at_once(trained_run, tmp_path):
     workdir = tmp_path / "stream"
     first = start_stream(trained_run / "checkpoints" / "best.pt", workdir, "sink=file", "duration_seconds=6")
@@ -316,6 +320,7 @@ def test_missing_key_and_unreachable_ingest_fail_before_the_model_loads(tmp_path
         assert "checkpoint" not in (proc.stdout + proc.stderr).lower(), "the sink is checked before the model is loaded"
 
 
+@pytest.mark.slow
 def test_direct_mode_streams_live_audio_behind_a_jitter_buffer(trained_run, tmp_path):
     workdir = tmp_path / "stream"
     output, final = run_to_the_end(trained_run, workdir, "mode=direct", "jitter_seconds=0.5", "duration_seconds=12")

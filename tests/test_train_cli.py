@@ -29,6 +29,7 @@ def test_run_directory_holds_config_metrics_checkpoints_and_audio(trained_run):
     assert any("val/nll_bits" in r for r in rows)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_the_same_curve(corpus, tmp_path):
     common = [
         *FAST_TRAIN,
@@ -131,6 +132,7 @@ def test_unreadable_wav_fails_naming_the_file(tmp_path):
     assert ".wav" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_weight_average_is_scored_shipped_and_resumed(corpus, tmp_path):
     common = [
         *FAST_TRAIN,
