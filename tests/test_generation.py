@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SMALL
 from wavenet.config import model_preset
 from wavenet.errors import UserError
 from wavenet.generation import Engine, choose_backend, generate, gumbel_noise, make_engine, sample_codes
@@ -118,6 +118,20 @@ def test_priming_runs_its_convolutions_in_full_float32_and_leaves_the_settings_a
             raise RuntimeError("inside")
     assert seen == [("ieee", "ieee")]
     assert conv.fp32_precision == before
+
+
+@pytest.mark.parametrize("backend", ["cached", "cpu"])
+def test_a_weight_normalised_model_generates_as_its_full_forward(backend):
+    """model.weight_norm: the engines read each convolution's weight as it is in use, length times direction."""
+    torch.manual_seed(5)
+    model = WaveNet(WaveNetConfig(**{**SMALL.to_dict(), "weight_norm": True})).eval()
+    lengths = [p for name, p in model.named_parameters() if name.endswith("weight.original0")]
+    assert len(lengths) == 2 * len(model.layers) + 2, "every convolution, the head's too"
+    with torch.no_grad():  # lengths other than the direction's own norm, which they equal at the start
+        for length in lengths:
+            length.mul_(torch.rand_like(length) + 0.5)
+    codes = torch.randint(0, 256, (2, 10 + 40))
+    assert teacher_forced_error(model, backend, codes, prime=10) < 1e-5
 
 
 @pytest.mark.parametrize("backend", ["cached", "cpu"])

@@ -22,6 +22,7 @@ class WaveNetConfig:
     gate_channels: int = 64  # the dilated conv makes 2 x gate_channels: tanh half and sigmoid half
     skip_channels: int = 256
     classes: int = 256  # mu-law levels
+    weight_norm: bool = False  # every convolution's weight as a length and a direction (Salimans and Kingma, 2016)
 
     @property
     def dilations(self) -> list[int]:
@@ -72,6 +73,9 @@ class WaveNet(nn.Module):
             nn.ReLU(),
             nn.Conv1d(cfg.skip_channels, cfg.classes, kernel_size=1),
         )
+        if cfg.weight_norm:  # `.weight` stays the weight in use, so generation reads it as it reads a plain one
+            for conv in [m for m in self.modules() if isinstance(m, nn.Conv1d)]:
+                nn.utils.parametrizations.weight_norm(conv)
 
     @property
     def receptive_field(self) -> int:
