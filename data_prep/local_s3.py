@@ -35,6 +35,10 @@ PORT_FLAGS = (
 )
 
 
+class PortTaken(RuntimeError):
+    """weed exited because another process had bound one of the ports chosen for it."""
+
+
 def weed_binary() -> str:
     found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
     if not Path(found).is_file():
@@ -49,13 +53,38 @@ class LocalS3:
         self.data_dir = Path(data_dir)
         self.access_key, self.secret_key = access_key, secret_key
         self.buckets = buckets
+        self.log_path = self.data_dir / "weed.log"
+        self.process: subprocess.Popen | None = None
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
         self.ports = {flag: free_port() for flag in PORT_FLAGS}
         self.endpoint_url = f"http://127.0.0.1:{self.ports['s3.port']}"
-        self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> "LocalS3":
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> "LocalS3":
+        """Start weed and create the buckets. A free port is only free when asked: another process may bind it before
+        weed does, and weed exits; then it starts again on fresh ports."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._launch(timeout)
+                break
+            except PortTaken:
+                self._remove_local_sockets()
+                if attempt == attempts:
+                    raise
+                self._choose_ports()
+        client = self.client()
+        for bucket in self.buckets:
+            try:
+                client.create_bucket(Bucket=bucket)
+            except ClientError as err:
+                if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+        return self
+
+    def _launch(self, timeout: float) -> None:
         args = [
             weed_binary(),
             f"-logdir={self.data_dir / 'logs'}",  # its own log files go beside its data, not into /tmp
@@ -69,36 +98,36 @@ class LocalS3:
         ]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
-        self.log_path = self.data_dir / "weed.log"
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_until_ready(timeout)
-        client = self.client()
-        for bucket in self.buckets:
-            try:
-                client.create_bucket(Bucket=bucket)
-            except ClientError as err:
-                if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise
-        return self
+        self._wait_until_ready(timeout, log_start)
 
-    def client(self):
+    def client(self, timeout: float = 60.0):
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1},
+                connect_timeout=timeout,
+                read_timeout=timeout,
+            ),
         )
 
-    def _wait_until_ready(self, timeout: float) -> None:
+    def _wait_until_ready(self, timeout: float, log_start: int) -> None:
         """Poll the S3 API until it answers a signed request (the server takes a few seconds to come up)."""
         deadline = time.monotonic() + timeout
-        client = self.client()
+        client = self.client(timeout=2)  # whatever else listens on the port must not hold the poll up
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"weed mini exited with {self.process.returncode}; see {self.log_path}")
+                said = self.log_path.read_bytes()[log_start:]
+                taken = b"address already in use" in said or b"is not available" in said
+                error = PortTaken if taken else RuntimeError
+                raise error(f"weed mini exited with {self.process.returncode}; see {self.log_path}")
             try:
                 client.list_buckets()
                 return

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -170,11 +171,25 @@ def test_upload_killed_inside_a_file_resumes_from_its_completed_parts(s3_env, tm
     assert sha256_file(cached / "long_mix.wav") == sha256_file(folder / "long_mix.wav")
 
 
-def test_a_stopped_server_leaves_no_sockets_in_tmp(tmp_path):
-    def sockets(server: LocalS3) -> list[Path]:
-        return [p for port in server.ports.values() for p in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
+def sockets(ports: dict[str, int]) -> list[Path]:
+    """The local sockets weed makes in /tmp, named by its ports."""
+    return [p for port in ports.values() for p in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
 
+
+def test_a_stopped_server_leaves_no_sockets_in_tmp(tmp_path):
     with LocalS3(tmp_path / "seaweedfs", "stop-test-access", "stop-test-secret-0123") as server:
-        while_running = sockets(server)
+        while_running = sockets(server.ports)
     assert while_running, "weed makes its local sockets in /tmp (this test would prove nothing otherwise)"
-    assert sockets(server) == [], "and they are gone once it stopped"
+    assert sockets(server.ports) == [], "and they are gone once it stopped"
+
+
+def test_a_port_taken_before_the_server_binds_it_is_traded_for_a_fresh_one(tmp_path):
+    """Ports are chosen free, then bound by weed a moment later: another process may take one meanwhile."""
+    server = LocalS3(tmp_path / "seaweedfs", "port-test-access", "port-test-secret-0123")
+    first_ports = dict(server.ports)
+    with socket.create_server(("127.0.0.1", first_ports["s3.port"])):  # the other process
+        with server:
+            assert server.ports["s3.port"] != first_ports["s3.port"]
+            assert server.client().list_buckets()["Buckets"] == []
+    assert f"port {first_ports['s3.port']} for S3".encode() in server.log_path.read_bytes(), "the first start met it"
+    assert sockets(first_ports) == [] and sockets(server.ports) == []
