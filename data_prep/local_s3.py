@@ -46,6 +46,11 @@ def weed_binary() -> str:
     return found
 
 
+def local_sockets(ports: dict[str, int]) -> list[Path]:
+    """The local sockets weed makes in /tmp, named by the ports it was given (/tmp/seaweedfs-s3-PORT.sock, ...)."""
+    return [path for port in ports.values() for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
+
+
 class LocalS3:
     """Start SeaweedFS with S3 credentials of our choosing; stop it (and only it) on exit."""
 
@@ -144,11 +149,9 @@ class LocalS3:
         self._remove_local_sockets()
 
     def _remove_local_sockets(self) -> None:
-        """weed leaves some of its local sockets in /tmp when it exits (/tmp/seaweedfs-s3-PORT.sock and others, named
-        by the ports we chose; it has no option for most of them): remove ours."""
-        for port in self.ports.values():
-            for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
-                path.unlink(missing_ok=True)
+        """weed leaves some of its local sockets in /tmp when it exits (it has no option for most of them): ours go."""
+        for path in local_sockets(self.ports):
+            path.unlink(missing_ok=True)
 
     def __enter__(self) -> "LocalS3":
         try:

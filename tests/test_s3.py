@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.demo_corpus import make_corpus
-from data_prep.local_s3 import LocalS3, free_port
+from data_prep.local_s3 import LocalS3, free_port, local_sockets
 from tests.conftest import FAST_TRAIN, ROOT, run_script
 from tests.s3_server import BUCKET
 from tests.test_data_prep import make_mixed_folder, prepare
@@ -171,16 +171,11 @@ def test_upload_killed_inside_a_file_resumes_from_its_completed_parts(s3_env, tm
     assert sha256_file(cached / "long_mix.wav") == sha256_file(folder / "long_mix.wav")
 
 
-def sockets(ports: dict[str, int]) -> list[Path]:
-    """The local sockets weed makes in /tmp, named by its ports."""
-    return [p for port in ports.values() for p in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
-
-
 def test_a_stopped_server_leaves_no_sockets_in_tmp(tmp_path):
     with LocalS3(tmp_path / "seaweedfs", "stop-test-access", "stop-test-secret-0123") as server:
-        while_running = sockets(server.ports)
+        while_running = local_sockets(server.ports)
     assert while_running, "weed makes its local sockets in /tmp (this test would prove nothing otherwise)"
-    assert sockets(server.ports) == [], "and they are gone once it stopped"
+    assert local_sockets(server.ports) == [], "and they are gone once it stopped"
 
 
 def test_a_port_taken_before_the_server_binds_it_is_traded_for_a_fresh_one(tmp_path):
@@ -192,4 +187,4 @@ def test_a_port_taken_before_the_server_binds_it_is_traded_for_a_fresh_one(tmp_p
             assert server.ports["s3.port"] != first_ports["s3.port"]
             assert server.client().list_buckets()["Buckets"] == []
     assert f"port {first_ports['s3.port']} for S3".encode() in server.log_path.read_bytes(), "the first start met it"
-    assert sockets(first_ports) == [] and sockets(server.ports) == []
+    assert local_sockets(first_ports) == [] and local_sockets(server.ports) == []
