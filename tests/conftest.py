@@ -40,10 +40,9 @@ FAST_TRAIN = [
 def child_tmpdir(tmp_path_factory):
     """The processes the tests start keep their temporary files under pytest's folder rather than in /tmp: one that a
     test kills on purpose cannot clean up after itself (wandb's media and artifact folders, for one)."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmpdir")))
-    yield
-    patch.undo()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmpdir")))
+        yield
 
 
 @pytest.fixture
