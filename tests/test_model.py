@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import SMALL
-from wavenet.model import WaveNetConfig
+from wavenet.model import WaveNet, WaveNetConfig
 
 
 def test_receptive_field_formula():
@@ -46,3 +46,21 @@ def test_the_logits_of_the_last_positions_alone_are_those_of_the_whole_forward(s
     codes = torch.randint(0, 256, (2, 100))
     with torch.no_grad():
         assert torch.allclose(small_model(codes, last=40), small_model(codes)[:, :, -40:], rtol=0, atol=1e-6)
+
+
+def test_dropout_zeroes_gated_units_in_training_and_is_gone_in_eval():
+    """model.dropout: a training forward drops about that fraction of each layer's gated units (so two forwards of
+    the same codes differ); in eval mode the model is the same function as one built without dropout."""
+    torch.manual_seed(2)
+    model = WaveNet(WaveNetConfig(**{**SMALL.to_dict(), "dropout": 0.25}))
+    plain = WaveNet(SMALL)
+    plain.load_state_dict(model.state_dict())
+    gated = []
+    model.layers[0].register_forward_hook(lambda _m, _i, out: gated.append(out[1]))
+    codes = torch.randint(0, 256, (2, 400))
+    with torch.no_grad():
+        first, second = model.train()(codes), model(codes)
+        assert not torch.equal(first, second)
+        zeroed = (gated[0] == 0).float().mean().item()
+        assert 0.2 < zeroed < 0.3
+        assert torch.equal(model.eval()(codes), plain.eval()(codes))

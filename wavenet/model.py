@@ -23,6 +23,7 @@ class WaveNetConfig:
     skip_channels: int = 256
     classes: int = 256  # mu-law levels
     weight_norm: bool = False  # every convolution's weight as a length and a direction (Salimans and Kingma, 2016)
+    dropout: float = 0.0  # in training, this fraction of each layer's gated units is zeroed (the rest scaled up)
 
     @property
     def dilations(self) -> list[int]:
@@ -44,6 +45,7 @@ class ResidualLayer(nn.Module):
     def __init__(self, cfg: WaveNetConfig, dilation: int):
         super().__init__()
         self.dilation = dilation
+        self.dropout = cfg.dropout
         self.split = [cfg.residual_channels, cfg.skip_channels]
         self.dilated = nn.Conv1d(cfg.residual_channels, 2 * cfg.gate_channels, kernel_size=2, dilation=dilation)
         self.out = nn.Conv1d(cfg.gate_channels, cfg.residual_channels + cfg.skip_channels, kernel_size=1)
@@ -55,6 +57,8 @@ class ResidualLayer(nn.Module):
         h = self.dilated(F.pad(x, (self.dilation, 0)))  # (B, 2G, T)
         filt, gate = h.chunk(2, dim=1)
         z = torch.tanh(filt) * torch.sigmoid(gate)  # (B, G, T)
+        if self.dropout:
+            z = F.dropout(z, self.dropout, self.training)  # the identity in eval mode, so generation never sees it
         R = self.split[0]
         return x + F.conv1d(z, self.out.weight[:R], self.out.bias[:R]), z
 
