@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -234,6 +235,8 @@ def main() -> None:
     if args.corpus is None:
         parser.error("--corpus is required (or --report)")
     torch.set_num_threads(args.threads)
+    # A SIGTERM (a device call's time limit, a `kill`) leaves through the with-block, which removes the work folder.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="lofi-quality-") as work:  # shards and run folders, removed after
         run(args, Path(work))
 
