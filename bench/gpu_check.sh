@@ -12,7 +12,8 @@
 #                improved validation writes one, and two checkpoints would not fit the carry)
 #   dry run:     PYTHON=<a venv's python> GPU_CHECK_DRY=1 bash bench/gpu_check.sh 1   (CPU, tiny sizes: the
 #                plumbing only; it installs the wheels into that Python, so give it a venv holding only torch,
-#                numpy, scipy, pillow and tqdm, as the GPU image does)
+#                numpy, scipy, pillow and tqdm, as the GPU image does, and wheels for its Python version:
+#                python bench/gpu_carry.py --python 3.12 3.11 for a 3.11 venv)
 #
 # Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/generation.py (every backend x
 # batch 1/16/256 x 20/30 layers, beside the plain PyTorch cached step, eager and in CUDA graphs) and
