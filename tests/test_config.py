@@ -8,6 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from wavenet.config import register_configs
+from wavenet.errors import UserError
 from wavenet.model import WaveNetConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -43,3 +44,9 @@ def test_base_is_the_guide_default_and_demo_is_cpu_sized():
 def test_typos_and_bad_types_fail(override):
     with pytest.raises(ConfigCompositionException):
         compose_train(override)
+
+
+def test_a_dropout_outside_0_to_1_is_named():
+    cfg = compose_train("model.dropout=1.5")
+    with pytest.raises(UserError, match=r"model.dropout=1.5: use a fraction from 0"):
+        WaveNetConfig(**OmegaConf.to_container(cfg.model))

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wavenet.errors import UserError
+
 
 @dataclass
 class WaveNetConfig:
@@ -24,6 +26,10 @@ class WaveNetConfig:
     classes: int = 256  # mu-law levels
     weight_norm: bool = False  # every convolution's weight as a length and a direction (Salimans and Kingma, 2016)
     dropout: float = 0.0  # in training, this fraction of each layer's gated units is zeroed (the rest scaled up)
+
+    def __post_init__(self):
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"model.dropout={self.dropout}: use a fraction from 0 (none, the default) to below 1.")
 
     @property
     def dilations(self) -> list[int]:
