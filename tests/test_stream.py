@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 from wavenet.generation import generate
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.render import TrackRenderer
@@ -63,15 +63,6 @@ def start_stream(
 def status(workdir: Path) -> dict:
     path = workdir / "status.json"
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    """Poll a condition that another process makes true (it has no way to tell us), with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def pull(url: str, seconds: float, out: Path, timeout: float = 120) -> Path:
