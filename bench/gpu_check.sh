@@ -35,7 +35,7 @@ part=${1:?usage: bench/gpu_check.sh 1|2}
 OUT=${OUT:-runs/gpu-check}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-python=${PYTHON:-python}  # the machine's own Python (its PyTorch); PYTHON=... for a dry run in another environment
+python=${PYTHON:-python3}  # the machine's own Python, the one with PyTorch; PYTHON=... for a dry run in another one
 dry=${GPU_CHECK_DRY:-}
 log="$OUT/part$part.log"
 budget=${GPU_CHECK_SECONDS:-580}
@@ -65,11 +65,20 @@ step() {
     printf '{"step": "%s", "exit": %d, "seconds": %d}\n' "$name" "$rc" "$(($(date +%s) - start))" >>"$OUT/steps-part$part.jsonl"
 }
 
+if ! "$python" -c "import torch" 2>/dev/null; then
+    note "$python has no PyTorch: give the Python that has it as PYTHON=..."
+    exit 2
+fi
 if [ -d .gpu/wheels ]; then
     packages=(hydra-core omegaconf soundfile ffmpeg-python)
     [ -d .gpu/wheels-tests ] && packages+=(boto3 pytest)
-    step install 120 "$python" -m pip install --no-index --find-links .gpu/wheels --find-links .gpu/wheels-tests \
-        "${packages[@]}"
+    wheels=(--no-index --find-links .gpu/wheels --find-links .gpu/wheels-tests)
+    step install 120 "$python" -m pip install "${wheels[@]}" "${packages[@]}"
+    if ! "$python" -c "import hydra, soundfile" 2>/dev/null; then  # an environment that takes no installs
+        carried=$(ls .gpu/wheels*/*.whl | sed 's#.*/##; s/-.*//' | sort -u)  # exactly these, beside what it has
+        step install-aside 120 "$python" -m pip install "${wheels[@]}" --no-deps --target "$work/site" $carried
+        export PYTHONPATH=$PYTHONPATH:$work/site
+    fi
 fi
 "$python" - <<'EOF' >>"$log" 2>&1
 import platform, torch
