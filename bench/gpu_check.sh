@@ -15,7 +15,8 @@
 #                numpy, scipy, pillow and tqdm, as the GPU image does, and wheels for its Python version:
 #                python bench/gpu_carry.py --python 3.12 3.11 for a 3.11 venv)
 #
-# Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/generation.py (every backend x
+# Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/handoff.py (the latency of one
+# hand-off between SMs, through L2 and through a cluster's shared memory), bench/generation.py (every backend x
 # batch 1/16/256 x 20/30 layers, beside the plain PyTorch cached step, eager and in CUDA graphs) and
 # bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside a plain
 # compiled bf16 loop). Part 1's steps are limited to about 9 minutes in all, part 2's to about 8: with 15 minutes
@@ -98,6 +99,8 @@ if [ "$part" = 1 ]; then
         # the persistent kernel's first run on a GPU: in a process of its own, so that a fault cannot stop the rest
         step persistent-tests 90 "$python" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT/persistent-tests.xml" \
             tests/test_persistent.py
+        # what one hand-off between SMs costs, through L2 (as persistent.cu does) and through a cluster's shared memory
+        step handoff 60 "$python" bench/handoff.py --json "$OUT/handoff.json"
     fi
     step generation 200 "$python" bench/generation.py --device "$device" --models $models --batches $batches \
         --seconds 0.5 --json "$OUT/generation.json"

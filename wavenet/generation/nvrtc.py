@@ -69,8 +69,8 @@ def compile_cuda(source: str, name: str, defines: tuple[tuple[str, int], ...], c
 
 
 class CudaKernel:
-    """One kernel of a CUBIN, loaded into PyTorch's context on `device`, launched cooperatively (every block resident
-    at once, or the launch fails: the persistent kernel's blocks wait on one another)."""
+    """One kernel of a CUBIN, loaded into PyTorch's context on `device`, launched cooperatively by default (every
+    block resident at once, or the launch fails: the persistent kernel's blocks wait on one another)."""
 
     def __init__(self, compiled: Compiled, name: str, threads: int, shared_bytes: int, device: torch.device):
         from cuda.bindings import driver
@@ -98,15 +98,25 @@ class CudaKernel:
             occupancy(self.function, self.threads, self.shared_bytes), "cuOccupancyMaxActiveBlocksPerMultiprocessor"
         )
 
-    def launch(self, blocks: int, params: ctypes.Structure) -> None:
-        """Launch on PyTorch's current stream with one argument, the `params` struct (passed by value)."""
+    def launch(self, blocks: int, params: ctypes.Structure, cooperative: bool = True) -> None:
+        """Launch on PyTorch's current stream with one argument, the `params` struct (passed by value); a plain
+        launch with `cooperative=False` (a kernel with compile-time cluster dimensions needs one)."""
         self._current()
         arguments = (ctypes.c_void_p * 1)(ctypes.addressof(params))
         stream = self.driver.CUstream(torch.cuda.current_stream().cuda_stream)
-        launch = self.driver.cuLaunchCooperativeKernel
-        _check(
-            launch(
-                self.function, blocks, 1, 1, self.threads, 1, 1, self.shared_bytes, stream, ctypes.addressof(arguments)
-            ),
-            "cuLaunchCooperativeKernel",
+        sizes = (
+            self.function,
+            blocks,
+            1,
+            1,
+            self.threads,
+            1,
+            1,
+            self.shared_bytes,
+            stream,
+            ctypes.addressof(arguments),
         )
+        if cooperative:
+            _check(self.driver.cuLaunchCooperativeKernel(*sizes), "cuLaunchCooperativeKernel")
+        else:
+            _check(self.driver.cuLaunchKernel(*sizes, 0), "cuLaunchKernel")
