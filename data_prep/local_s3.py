@@ -30,7 +30,6 @@ PORT_FLAGS = (
     "s3.port.grpc",
     "s3.port.iceberg",
     "s3.port.lance",
-    "admin.port",
     "metricsPort",
 )
 ADMIN_GRPC_OFFSET = 10000  # weed mini's maintenance worker dials the admin at its HTTP port + this, whatever it is told
@@ -83,9 +82,11 @@ class LocalS3:
         self._choose_ports()
 
     def _choose_ports(self) -> None:
-        self.ports = {flag: free_port() for flag in PORT_FLAGS}
-        self.ports["admin.port"] = free_port_below(65536 - ADMIN_GRPC_OFFSET, also_free=ADMIN_GRPC_OFFSET)
-        self.ports["admin.port.grpc"] = self.ports["admin.port"] + ADMIN_GRPC_OFFSET
+        admin = free_port_below(65536 - ADMIN_GRPC_OFFSET, also_free=ADMIN_GRPC_OFFSET)
+        self.ports = {flag: free_port() for flag in PORT_FLAGS} | {
+            "admin.port": admin,
+            "admin.port.grpc": admin + ADMIN_GRPC_OFFSET,
+        }
         self.endpoint_url = f"http://127.0.0.1:{self.ports['s3.port']}"
 
     def start(self, timeout: float = 60.0, attempts: int = 3) -> "LocalS3":
