@@ -6,9 +6,12 @@ every backend on the real device with the 20- and 30-layer models of the benchma
 
 import copy
 import json
+import logging
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -271,6 +274,32 @@ def test_auto_is_the_cpu_backend_on_cpu_and_cached_where_it_cannot_be_built(smal
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip().splitlines()[-1] == "cached", proc.stderr
     assert "generation backend auto: cached, not cpu" in proc.stderr and "needs g++ and ninja" in proc.stderr
+
+
+def test_the_cpu_backends_build_is_this_environments_own():
+    from wavenet.generation.cpu_fused import extension
+
+    folder = Path(extension().__file__).parent
+    assert folder.name == f"torch-{torch.__version__}-python-{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def test_a_build_lock_left_by_a_stopped_build_is_removed_not_waited_on_forever(tmp_path, caplog):
+    from wavenet.generation.cpu_fused import wait_for_other_build
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))  # an hour old: no build takes that long
+    with caplog.at_level(logging.INFO, logger="wavenet.generation.cpu_fused"):
+        wait_for_other_build(tmp_path)
+    assert not lock.exists()
+    assert f"removing {lock}" in caplog.text and "was stopped" in caplog.text
+
+    caplog.clear()
+    lock.touch()  # a fresh one: waited on, as another process may be building, until it is older than any build
+    with caplog.at_level(logging.INFO, logger="wavenet.generation.cpu_fused"):
+        wait_for_other_build(tmp_path, stale_after=1.0)
+    assert not lock.exists()
+    assert "waiting for another process's build" in caplog.text and f"removing {lock}" in caplog.text
 
 
 def test_backend_mistakes_name_the_option(small_model):

@@ -2,12 +2,15 @@
 small operations of a base-model step pay no Python dispatch, and runs of steps release the GIL (the stream's
 feeder thread and the site keep running while it renders).
 
-The extension is compiled once per machine with the compiler torch uses (g++, and ninja) into
-`.cache/extensions/`; `make setup` builds it, otherwise the first use does (about a minute).
+The extension is compiled once per machine and PyTorch version with the compiler torch uses (g++, and ninja) into
+`.cache/extensions/cpu_step/<torch and Python versions>/`; `make setup` builds it, otherwise the first use does
+(about a minute). Each environment has its own build: one built against another PyTorch is not loaded.
 """
 
 import logging
 import os
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from itertools import pairwise
@@ -22,6 +25,7 @@ from wavenet.model import WaveNet
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_step.cpp")
+STALE_LOCK_S = 300.0  # a build takes about a minute: a lock older than this was left by a build that was stopped
 MIN_SHARD_WORK = 2**23  # multiply-adds per shard and step below which one thread does better (base: 7 streams)
 BUILD_DIR = Path(
     os.environ.get("LOFI_WAVENET_BUILD_DIR", Path(__file__).resolve().parents[2] / ".cache" / "extensions")
@@ -34,8 +38,11 @@ def extension():
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime": not needed here
     from torch.utils.cpp_extension import load
 
-    folder = BUILD_DIR / "cpu_step"
+    folder = (
+        BUILD_DIR / "cpu_step" / f"torch-{torch.__version__}-python-{sys.version_info.major}.{sys.version_info.minor}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
+    wait_for_other_build(folder)
     try:
         return load(
             "lofi_wavenet_cpu_step", [str(SOURCE)], extra_cflags=["-O3", "-march=native"], build_directory=str(folder)
@@ -45,6 +52,26 @@ def extension():
             f"generation.backend=cpu could not build its C++ extension ({err}); it needs g++ and ninja "
             "(make system installs them), or use generation.backend=cached."
         ) from err
+
+
+def wait_for_other_build(folder: Path, stale_after: float = STALE_LOCK_S) -> None:
+    """Wait while another process builds into `folder` (its `lock` file). torch waits for that lock without end and
+    without a word, so one left behind by a build that was stopped would hang every later start: a lock older than
+    any build is removed, with a warning that names it."""
+    lock, waiting = folder / "lock", False
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > stale_after:
+            log.warning(f"removing {lock}: a build of the cpu backend left it {age:.0f} s ago and was stopped")
+            lock.unlink(missing_ok=True)
+            return
+        if not waiting:
+            log.info(f"waiting for another process's build of the cpu backend ({lock})")
+            waiting = True
+        time.sleep(0.5)  # the other process says nothing when it is done: its lock goes
 
 
 class CpuEngine(CachedEngine):
