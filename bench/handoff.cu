@@ -12,6 +12,8 @@
 // Every receiver checks the payload it got (round r carries r + i at position i) and counts what differs.
 // Compile-time: THREADS, MAX_FLOATS.
 
+#include "flags.cuh"  // persistent.cu's own load_acquire, store_release and now_ns
+
 struct Params {
     float* slots;                  // (2, MAX_FLOATS): the global way's payload slots, one per direction
     unsigned int* flags;           // (2, 32): the global way's counters, a 128-byte line each
@@ -25,26 +27,10 @@ static_assert(sizeof(Params) == PARAMS_BYTES, "Params must match the host's ctyp
 
 #define WAIT_LIMIT_NS 1000000000ull
 
-__device__ __forceinline__ unsigned long long now_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-
 __device__ __forceinline__ unsigned int sm_id() {
     unsigned int id;
     asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
     return id;
-}
-
-__device__ __forceinline__ unsigned int load_acquire_gpu(const unsigned int* p) {
-    unsigned int v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
-__device__ __forceinline__ void store_release_gpu(unsigned int* p, unsigned int v) {
-    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
 __device__ __forceinline__ unsigned int load_acquire_cluster(const unsigned int* local) {
@@ -115,7 +101,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) handoff_global(const Pa
     for (int round = 1; round <= p.rounds; ++round) {
         if (me == 1 || round > 1) {  // receive: block 1 what block 0 sent this round, block 0 the last round's reply
             const int sent = me == 1 ? round : round - 1;
-            if (!wait_for([&] { return load_acquire_gpu(their_flag); }, (unsigned int)sent, p.error)) return;
+            if (!wait_for([&] { return load_acquire(their_flag); }, (unsigned int)sent, p.error)) return;
             for (int i = tid; i < p.floats; i += THREADS) got[i] = __ldcg(from + i);
             __syncthreads();
             bad += mismatches(got, p.floats, sent);
@@ -124,11 +110,11 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) handoff_global(const Pa
         __syncthreads();
         if (tid == 0) {
             __threadfence();
-            store_release_gpu(my_flag, (unsigned int)round);
+            store_release(my_flag, (unsigned int)round);
         }
     }
     if (me == 0) {  // the last reply
-        if (!wait_for([&] { return load_acquire_gpu(their_flag); }, (unsigned int)p.rounds, p.error)) return;
+        if (!wait_for([&] { return load_acquire(their_flag); }, (unsigned int)p.rounds, p.error)) return;
         for (int i = tid; i < p.floats; i += THREADS) got[i] = __ldcg(from + i);
         __syncthreads();
         bad += mismatches(got, p.floats, p.rounds);

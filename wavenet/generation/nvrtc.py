@@ -6,11 +6,14 @@ on the stream PyTorch is using. Both come from cuda-bindings and the NVRTC libra
 import ctypes
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from wavenet.errors import UserError
+
+HEADERS = Path(__file__).parent  # the sources' #include "flags.cuh" and the like
 
 
 @dataclass(frozen=True)
@@ -32,13 +35,14 @@ def _check(result: tuple, what: str):
 
 
 def compile_cuda(source: str, name: str, defines: tuple[tuple[str, int], ...], capability: int) -> Compiled:
-    """Compile `source` for sm_<capability> with -D defines; the resource figures come from ptxas's own report."""
+    """Compile `source` for sm_<capability> with -D defines (its #includes found beside this module); the resource
+    figures come from ptxas's own report."""
     try:
         from cuda.bindings import nvrtc
     except ImportError as err:
         raise UserError(f"compiling CUDA kernels needs cuda-bindings (PyTorch's CUDA wheels bring it): {err}") from err
     program = _check(nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []), "nvrtcCreateProgram")
-    options = [f"--gpu-architecture=sm_{capability}", "--std=c++17", "--ptxas-options=-v"]
+    options = [f"--gpu-architecture=sm_{capability}", "--std=c++17", "--ptxas-options=-v", f"--include-path={HEADERS}"]
     options += [f"-D{key}={value}" for key, value in defines]
     try:
         status, *_ = nvrtc.nvrtcCompileProgram(program, len(options), [o.encode() for o in options])

@@ -15,6 +15,8 @@
 // Compile-time sizes come from the host as -D options (wavenet/generation/persistent.py): R, G, S, C (padded
 // channel counts, powers of two >= 32), NB, LPB, NL, H, THREADS, WEIGHT_BF16, LAYER_BYTES, HEAD_BYTES, ACT_FLOATS.
 
+#include "flags.cuh"  // load_acquire, store_release, now_ns
+
 #define SH (S / H)
 
 #if WEIGHT_BF16
@@ -62,23 +64,7 @@ static_assert(sizeof(Params) == PARAMS_BYTES, "Params must match the host's ctyp
 #define FLAG_STRIDE 32  // one 128-byte line per flag
 #define FLAGS_PER_PIPELINE (2 * NL + H + 1)
 
-__device__ __forceinline__ unsigned int load_acquire(const unsigned int* p) {
-    unsigned int v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
-__device__ __forceinline__ void store_release(unsigned int* p, unsigned int v) {
-    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-
 #define WAIT_LIMIT_NS 2000000000ull  // no sample takes that long: a block waiting longer waits for a fault
-
-__device__ __forceinline__ unsigned long long now_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 // Block-wide: wait until another block's counter reaches `count`. Returns false, with the launch's error flag set,
 // when that takes over WAIT_LIMIT_NS or another block gave up: then every block returns and the host raises,
