@@ -193,7 +193,7 @@ def test_a_port_taken_before_the_server_binds_it_is_traded_for_a_fresh_one(tmp_p
 def test_the_server_starts_without_warnings(s3_server):
     """Every part of weed mini reaches the others: no warning up to its banner (its admin worker once dialled a port
     nobody listened on while the admin started, and said so every few seconds after)."""
-    log = s3_server.log_path
-    wait_for(lambda: "All enabled components are running" in log.read_text(), 30, "weed's banner")
-    warnings = [line for line in log.read_text().splitlines() if re.match(r"[WEF]\d{4} ", line)]
-    assert warnings == []
+    banner, log = "All enabled components are running", s3_server.log_path
+    wait_for(lambda: banner in log.read_text(), 30, "weed's banner")
+    start = log.read_text().split(banner)[0]  # later lines answer other tests' broken uploads, on purpose
+    assert [line for line in start.splitlines() if re.match(r"[WEF]\d{4} ", line)] == []
