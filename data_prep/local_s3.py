@@ -49,11 +49,9 @@ def weed_binary() -> str:
 def free_port_below(limit: int, also_free: int) -> int:
     """A free port under `limit` whose neighbour `also_free` above it is free too."""
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            if port < limit and port_is_free(port + also_free):
-                return port
+        port = free_port()
+        if port < limit and port_is_free(port + also_free):
+            return port
 
 
 def port_is_free(port: int) -> bool:
