@@ -12,7 +12,7 @@
 // Every receiver checks the payload it got (round r carries r + i at position i) and counts what differs.
 // Compile-time: THREADS, MAX_FLOATS.
 
-#include "flags.cuh"  // persistent.cu's own load_acquire, store_release and now_ns
+#include "flags.cuh"  // persistent.cu's own acquire, release, wait and publish
 
 struct Params {
     float* slots;                  // (2, MAX_FLOATS): the global way's payload slots, one per direction
@@ -26,6 +26,12 @@ struct Params {
 static_assert(sizeof(Params) == PARAMS_BYTES, "Params must match the host's ctypes structure");
 
 #define WAIT_LIMIT_NS 1000000000ull
+
+// Block-wide, as persistent.cu waits: until `load()` reaches `count`; false once a block gave up.
+template <typename Load>
+__device__ __forceinline__ bool wait_for(Load load, unsigned int count, unsigned int* error) {
+    return wait_until(load, count, error, WAIT_LIMIT_NS);
+}
 
 __device__ __forceinline__ unsigned int sm_id() {
     unsigned int id;
@@ -49,25 +55,6 @@ __device__ __forceinline__ unsigned int remote(const void* local, unsigned int r
 
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
-
-// Block-wide: wait until `load(flag)` reaches `count`; false (and the error flag set) after WAIT_LIMIT_NS.
-template <typename Load>
-__device__ __forceinline__ bool wait_for(Load load, unsigned int count, unsigned int* error) {
-    __shared__ int gave_up;
-    if (threadIdx.x == 0) {
-        gave_up = 0;
-        const unsigned long long start = now_ns();
-        for (unsigned int spins = 1; load() < count; ++spins) {
-            if (spins % 64 == 0 && (*(volatile unsigned int*)error != 0 || now_ns() - start > WAIT_LIMIT_NS)) {
-                atomicExch(error, 1u);
-                gave_up = 1;
-                break;
-            }
-        }
-    }
-    __syncthreads();
-    return !gave_up;
 }
 
 __device__ __forceinline__ unsigned int mismatches(const float* got, int floats, int round) {
@@ -107,11 +94,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) handoff_global(const Pa
             bad += mismatches(got, p.floats, sent);
         }
         for (int i = tid; i < p.floats; i += THREADS) to[i] = (float)(round + i);
-        __syncthreads();
-        if (tid == 0) {
-            __threadfence();
-            store_release(my_flag, (unsigned int)round);
-        }
+        publish(my_flag, (unsigned int)round);
     }
     if (me == 0) {  // the last reply
         if (!wait_for([&] { return load_acquire(their_flag); }, (unsigned int)p.rounds, p.error)) return;

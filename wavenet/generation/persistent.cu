@@ -15,7 +15,7 @@
 // Compile-time sizes come from the host as -D options (wavenet/generation/persistent.py): R, G, S, C (padded
 // channel counts, powers of two >= 32), NB, LPB, NL, H, THREADS, WEIGHT_BF16, LAYER_BYTES, HEAD_BYTES, ACT_FLOATS.
 
-#include "flags.cuh"  // load_acquire, store_release, now_ns
+#include "flags.cuh"  // load_acquire, store_release, now_ns, wait_until, publish
 
 #define SH (S / H)
 
@@ -70,29 +70,7 @@ static_assert(sizeof(Params) == PARAMS_BYTES, "Params must match the host's ctyp
 // when that takes over WAIT_LIMIT_NS or another block gave up: then every block returns and the host raises,
 // where a fault would otherwise hang the GPU.
 __device__ __forceinline__ bool wait_for(const unsigned int* flag, unsigned int count, unsigned int* error) {
-    __shared__ int gave_up;
-    if (threadIdx.x == 0) {
-        gave_up = 0;
-        const unsigned long long start = now_ns();
-        for (unsigned int spins = 1; load_acquire(flag) < count; ++spins) {
-            if (spins % 64 == 0 && (load_acquire(error) != 0 || now_ns() - start > WAIT_LIMIT_NS)) {
-                atomicExch(error, 1u);
-                gave_up = 1;
-                break;
-            }
-        }
-    }
-    __syncthreads();
-    return !gave_up;
-}
-
-// Block-wide: what every thread wrote before this call is visible to a block that then sees the counter at `count`.
-__device__ __forceinline__ void publish(unsigned int* flag, unsigned int count) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        store_release(flag, count);
-    }
+    return wait_until([&] { return load_acquire(flag); }, count, error, WAIT_LIMIT_NS);
 }
 
 // Block-wide: out[b][j] = (add ? out[b][j] : 0) + bias[j] + sum_k in[b][k] w[k][j], b < NB. `w` is (K, N) row-major
