@@ -3,24 +3,32 @@
 On CPU: the plan fits the H100/H200's limits, the kernel compiles for sm_90 within its registers and shared memory
 with nothing spilled (NVRTC needs no GPU), and the packed weights, read back the way the kernel reads them and run
 through the kernel's dataflow (blocks in turn, the skip sum handed from block to block, the head's hidden units
-split), give the full forward's logits. The `gpu` tests run the kernel itself.
+split), give the full forward's logits. And the engine runs whole on CPU with persistent.cu itself compiled for
+the CPU (tests/cuda_on_cpu.h: a thread per block, a coroutine per CUDA thread): its logits, its draws, its launches
+in turns and its hand-offs, with no GPU. The `gpu` tests run the kernel on the GPU.
 """
 
 import copy
+import ctypes
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from tests.cuda_on_cpu import CpuKernel, compile_on_cpu
 from tests.test_generation import continued, relative_error, teacher_forced_error
 from wavenet.config import model_preset
 from wavenet.errors import UserError
 from wavenet.generation import make_engine
 from wavenet.generation.engine import CachedEngine
 from wavenet.generation.persistent import (
+    KERNEL,
     RESERVED_SHARED,
     SHARED_LIMIT,
+    SOURCE,
     THREADS,
+    PersistentEngine,
     Plan,
     compiled,
     launch_groups,
@@ -141,6 +149,113 @@ def test_packed_weights_in_the_kernels_dataflow_give_the_full_forward(weights, t
         first = run_like_the_kernel(model, p, packed, codes[:, 0], codes[:, 1:30], rings, t0=0)
         rest = run_like_the_kernel(model, p, packed, codes[:, 29], codes[:, 30:], rings, t0=29 % 8)  # a 2nd launch
     assert relative_error(torch.cat([first, rest], 1).double(), full) < tolerance
+
+
+class PersistentOnCpu(PersistentEngine):
+    """The persistent engine with persistent.cu compiled for the CPU (tests/cuda_on_cpu.h), on `sms` "SMs" of a
+    block each: so every launch holds sms // blocks-per-pipeline pipelines, and larger batches run in turns."""
+
+    build_dir: Path
+
+    def __init__(self, *args, sms: int = 10, **options):
+        self.sms = sms
+        super().__init__(*args, **options)
+
+    def _load_kernel(self) -> tuple[CpuKernel, int]:
+        library = compile_on_cpu(SOURCE, KERNEL, "Params", self.plan.defines(), self.build_dir)
+        return CpuKernel(library, KERNEL, THREADS, self.plan.shared_bytes), self.sms
+
+
+@pytest.fixture(scope="module")
+def on_cpu(tmp_path_factory):
+    """make(batch, cfg=ODD, **options): a PersistentOnCpu engine of a fresh model (seed 0). ODD is laid out in blocks
+    of 3, 3 and 2 layers and a head in halves (5 blocks a pipeline) unless the options say otherwise; another
+    model gets the plan it gets on the GPU."""
+    PersistentOnCpu.build_dir = tmp_path_factory.mktemp("cuda-on-cpu")
+
+    def make(batch: int, cfg: WaveNetConfig = ODD, **options) -> PersistentOnCpu:
+        torch.manual_seed(0)
+        if cfg is ODD:
+            options = dict(layers_per_block=3, head_blocks=2) | options
+        return PersistentOnCpu(WaveNet(cfg).eval(), batch, **options)
+
+    return make
+
+
+def _forced_error(engine: PersistentOnCpu, steps: int, first_call: int) -> float:
+    """Prime with a receptive field of random codes, feed `steps` more in two calls (the first of `first_call`):
+    the logits' relative error to the float64 full forward's."""
+    field = engine.model.receptive_field
+    codes = torch.randint(0, 256, (engine.batch_size, field + steps))
+    with torch.no_grad():
+        full = copy.deepcopy(engine.model).double()(codes)[:, :, field - 1 : -1].transpose(1, 2)
+    engine.prime(codes[:, :field])
+    calls = [codes[:, field : field + first_call], codes[:, field + first_call :]]
+    return relative_error(torch.cat([engine.teacher_forced(c) for c in calls], 1).double(), full)
+
+
+@pytest.mark.parametrize("weights, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_the_kernel_on_the_cpu_gives_the_full_forwards_logits(on_cpu, weights, tolerance):
+    """Past the receptive field (31) and on through a second launch."""
+    assert _forced_error(on_cpu(3, weight_dtype=weights), steps=60, first_call=25) < tolerance
+
+
+@pytest.mark.parametrize("weights, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("batch", [1, pytest.param(16, marks=pytest.mark.slow)])
+def test_the_kernel_on_the_cpu_runs_base_in_the_gpus_layouts(on_cpu, weights, tolerance, batch):
+    """Base compiled with the sizes it gets on an H100 (fp32: 30 layer blocks and 4 head blocks; bf16: 3 layers a
+    block), on 40 "SMs": fp32 at batch 16 runs in two launches of 8 streams. 20 steps after a receptive field."""
+    engine = on_cpu(batch, model_preset("base"), sms=40, weight_dtype=weights)
+    assert _forced_error(engine, steps=20, first_call=12) < tolerance
+
+
+def _draws(engine: CachedEngine, prime: torch.Tensor, lengths: list[int], index: int = 0) -> torch.Tensor:
+    """Prime, set the noise counter to `index`, then generate in calls of `lengths`."""
+    engine.prime(prime)
+    engine.index = index
+    return torch.cat([engine.generate(n) for n in lengths], dim=1)
+
+
+@pytest.mark.parametrize(
+    "batch, sms, groups",
+    [
+        (1, 10, [(0, 1)]),
+        (9, 5, [(0, 8), (8, 1)]),  # one pipeline a launch: two launches, the second of one stream
+        pytest.param(43, 10, [(0, 16), (16, 16), (32, 11)], marks=pytest.mark.slow),  # two pipelines; 8 + 3 last
+    ],
+)
+def test_the_kernel_on_the_cpu_draws_the_cached_engines_samples(on_cpu, batch, sms, groups):
+    engine = on_cpu(batch, sms=sms, temperature=0.9, seed=3)
+    assert engine.groups == groups
+    prime = torch.randint(0, 256, (batch, 100))
+    expected = _draws(CachedEngine(engine.model, batch, temperature=0.9, seed=3), prime, [120])
+    assert torch.equal(_draws(engine, prime, [70, 50]), expected)
+
+
+def test_the_kernel_on_the_cpu_continues_past_a_wrapping_noise_index(on_cpu):
+    engine, prime = on_cpu(2, temperature=0.9, seed=5), torch.randint(0, 256, (2, 100))
+    reference = CachedEngine(engine.model, 2, temperature=0.9, seed=5)
+    index = 2**32 - 50  # past 2^31 (37 hours at 16 kHz), and the 32-bit counter wraps within the call
+    assert torch.equal(_draws(engine, prime, [100], index), _draws(reference, prime, [100], index))
+
+
+class Threads(ctypes.Structure):
+    _fields_ = [("threads", ctypes.c_int)]
+
+
+def test_a_barrier_that_not_every_thread_reaches_is_reported_not_hung_on(tmp_path):
+    source = tmp_path / "diverge.cu"
+    source.write_text(
+        "struct Params { int threads; };\n"
+        'extern "C" __global__ void diverge(const Params p) {\n'
+        "    extern __shared__ unsigned char smem[];\n"
+        "    if (threadIdx.x < p.threads) __syncthreads();\n"
+        "}\n"
+    )
+    kernel = CpuKernel(compile_on_cpu(source, "diverge", "Params", (), tmp_path), "diverge", 64, 16)
+    kernel.launch(2, Threads(64))  # every thread reaches it
+    with pytest.raises(RuntimeError, match="block 0: its threads wait at barriers that cannot complete"):
+        kernel.launch(2, Threads(32))
 
 
 # The GPU tests (`gpu_model`: the benchmark's 20- and 30-layer models on the device, from conftest.py).

@@ -2,6 +2,7 @@
 // acquires it; the global timer bounds a wait. Shared by persistent.cu and bench/handoff.cu, which measures them.
 #pragma once
 
+#ifndef CUDA_ON_CPU  // tests/cuda_on_cpu.h defines these three for its CPU threads
 __device__ __forceinline__ unsigned int load_acquire(const unsigned int* p) {
     unsigned int v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -17,6 +18,7 @@ __device__ __forceinline__ unsigned long long now_ns() {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
+#endif
 
 // Block-wide: wait until `load()` (another block's counter) reaches `count`. Returns false, with *error set, when
 // that takes over `limit_ns` or another block gave up (set *error): then the caller returns, where a fault would

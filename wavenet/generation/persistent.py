@@ -76,10 +76,11 @@ class Plan:
         return range(start, min(self.layers, start + self.layers_per_block))
 
     def defines(self) -> tuple[tuple[str, int], ...]:
-        """The kernel's compile-time sizes (-D options)."""
+        """The kernel's compile-time sizes (-D options), and the size of its Params as the host lays it out."""
         names = dict(R=self.R, G=self.G, S=self.S, C=self.C, NB=self.streams_per_pipeline, LPB=self.layers_per_block)
         names.update(NL=self.layer_blocks, H=self.head_blocks, THREADS=THREADS, WEIGHT_BF16=int(self.bf16))
         names.update(LAYER_BYTES=self.layer_bytes, HEAD_BYTES=self.head_bytes, ACT_FLOATS=self.act_floats)
+        names.update(PARAMS_BYTES=ctypes.sizeof(Params))
         return tuple(names.items())
 
 
@@ -129,8 +130,7 @@ def plan(
 @cache
 def compiled(p: Plan, capability: int) -> Compiled:
     """The kernel for this plan, compiled for sm_<capability> (no GPU needed)."""
-    defines = (*p.defines(), ("PARAMS_BYTES", ctypes.sizeof(Params)))
-    return compile_cuda(SOURCE.read_text(), SOURCE.name, defines, capability)
+    return compile_cuda(SOURCE.read_text(), SOURCE.name, p.defines(), capability)
 
 
 def _blob(parts: list[torch.Tensor], dtype: torch.dtype, floats: list[torch.Tensor], size: int) -> torch.Tensor:
@@ -198,22 +198,18 @@ class PersistentEngine(KernelEngine):
         seed: int = 0,
         first_stream: int = 0,
         weight_dtype: torch.dtype = torch.float32,
+        layers_per_block: int | None = None,
+        head_blocks: int | None = None,
     ):
+        """`layers_per_block` and `head_blocks` ask for a layout (see `plan`); by default the one with the fewest
+        blocks."""
         super().__init__(model, batch_size, temperature, seed, first_stream, padded(model.cfg.residual_channels))
         self.name = "persistent-bf16" if weight_dtype == torch.bfloat16 else "persistent"
-        if self.device.type != "cuda":
-            raise UserError(
-                f"generation.backend={self.name} needs a CUDA GPU; use cpu, cached or auto on this machine."
-            )
-        self.plan = plan(model.cfg, batch_size, weight_dtype)
-        self.kernel_classes = self.plan.C
-        major, minor = torch.cuda.get_device_capability(self.device)
-        if major < 8:
-            raise UserError(f"generation.backend={self.name} needs a GPU of compute capability 8.0 or newer")
-        self.kernel = CudaKernel(
-            compiled(self.plan, 10 * major + minor), KERNEL, THREADS, self.plan.shared_bytes, self.device
+        self.plan = plan(
+            model.cfg, batch_size, weight_dtype, layers_per_block=layers_per_block, head_blocks=head_blocks
         )
-        sms = torch.cuda.get_device_properties(self.device).multi_processor_count
+        self.kernel_classes = self.plan.C
+        self.kernel, sms = self._load_kernel()
         pipelines = sms * self.kernel.resident_blocks_per_sm() // self.plan.blocks_per_pipeline
         if pipelines < 1:
             raise UserError(f"generation.backend={self.name}: one pipeline needs {self.plan.blocks_per_pipeline} "
@@ -221,6 +217,20 @@ class PersistentEngine(KernelEngine):
         self.groups = launch_groups(batch_size, pipelines * self.plan.streams_per_pipeline)
         self.weights = pack(self, self.plan)
         self._workspace(min(pipelines, math.ceil(batch_size / self.plan.streams_per_pipeline)))
+
+    def _load_kernel(self) -> tuple[CudaKernel, int]:
+        """The kernel for this plan, compiled for this engine's GPU and loaded there, and the GPU's SM count."""
+        if self.device.type != "cuda":
+            raise UserError(
+                f"generation.backend={self.name} needs a CUDA GPU; use cpu, cached or auto on this machine."
+            )
+        major, minor = torch.cuda.get_device_capability(self.device)
+        if major < 8:
+            raise UserError(f"generation.backend={self.name} needs a GPU of compute capability 8.0 or newer")
+        kernel = CudaKernel(
+            compiled(self.plan, 10 * major + minor), KERNEL, THREADS, self.plan.shared_bytes, self.device
+        )
+        return kernel, torch.cuda.get_device_properties(self.device).multi_processor_count
 
     def _workspace(self, pipelines: int) -> None:
         p, NB = self.plan, self.plan.streams_per_pipeline
