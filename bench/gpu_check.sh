@@ -21,7 +21,7 @@
 # bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside a plain
 # compiled bf16 loop). Part 1's steps are limited to about 9 minutes in all, part 2's to about 8: with 15 minutes
 # of device time in a session, run part 1 and leave part 2 to another.
-# Part 2, end to end: train.py on the synthetic corpus for about two minutes, generate.py from its checkpoint, and
+# Part 2: bench/persistent_profile.py (the persistent kernel's phases, block by block), then end to end: train.py on the synthetic corpus for about two minutes, generate.py from its checkpoint, and
 # the stream's renderer with the best GPU backend for 60 s beside a playout that takes audio at real time (no
 # encoder: that machine has no ffmpeg).
 # quality VARIANT: one variant of bench/quality.py at the GPU scale (base, 7 minutes), a call each, since two do not
@@ -107,6 +107,9 @@ if [ "$part" = 1 ]; then
     step train-throughput 200 "$python" bench/train_throughput.py --device "$device" --model "$train_model" \
         --batch "$batch" --target "$target" --steps 10 --warmup 3 --json "$OUT/train-throughput.json"
 elif [ "$part" = 2 ]; then
+    # where the persistent kernel's time per sample goes (its profiling build), first: it needs nothing else
+    [ -z "$dry" ] && step persistent-profile 60 "$python" bench/persistent_profile.py --models base --batches 1 16 \
+        --json "$OUT/persistent-profile.json"
     step corpus 60 "$python" -m data_prep.demo_corpus --out "$work/corpus" --tracks 8
     if [ -n "$dry" ]; then
         train=(model=tiny train.max_steps=20 train.device=cpu data.target_length=512 data.batch_size=2)

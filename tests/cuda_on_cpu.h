@@ -209,6 +209,9 @@ inline unsigned long long now_ns() {
     return duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
+// The SM's cycle counter: here nanoseconds of the steady clock.
+inline long long clock64() { return (long long)now_ns(); }
+
 // extern "C" int <kernel>_on_cpu(blocks, threads, shared bytes, params, error, error size): the launch, 0 when
 // every block returned, else 1 with the reason in `error`.
 #define CUDA_ON_CPU_ENTRY(kernel, Params)                                                                   \

@@ -10,6 +10,7 @@ in turns and its hand-offs, with no GPU. The `gpu` tests run the kernel on the G
 
 import copy
 import ctypes
+import functools
 import math
 from pathlib import Path
 
@@ -69,6 +70,12 @@ def test_kernel_compiles_for_sm90_without_spills_within_the_block_limits(model, 
     assert 0 < kernel.registers <= 255 and kernel.registers * THREADS <= 65536, kernel.log
     assert kernel.spilled_bytes == 0 and kernel.stack_bytes == 0, kernel.log
     assert kernel.static_shared_bytes + 1024 <= RESERVED_SHARED  # what the plan keeps free besides its own
+
+
+@pytest.mark.parametrize("weights", [torch.float32, torch.bfloat16])
+def test_the_profiling_build_compiles_for_sm90_without_spills(weights):
+    kernel = compiled(plan(model_preset("base"), 16, weights), 90, profile=True)
+    assert 0 < kernel.registers <= 255 and kernel.spilled_bytes == 0 and kernel.stack_bytes == 0, kernel.log
 
 
 def test_without_a_gpu_the_backend_says_what_to_use():
@@ -162,7 +169,7 @@ class PersistentOnCpu(PersistentEngine):
         super().__init__(*args, **options)
 
     def _load_kernel(self) -> tuple[CpuKernel, int]:
-        library = compile_on_cpu(SOURCE, KERNEL, "Params", self.plan.defines(), self.build_dir)
+        library = compile_on_cpu(SOURCE, KERNEL, "Params", self.plan.defines(self.profiling), self.build_dir)
         return CpuKernel(library, KERNEL, THREADS, self.plan.shared_bytes), self.sms
 
 
@@ -237,6 +244,28 @@ def test_the_kernel_on_the_cpu_continues_past_a_wrapping_noise_index(on_cpu):
     reference = CachedEngine(engine.model, 2, temperature=0.9, seed=5)
     index = 2**32 - 50  # past 2^31 (37 hours at 16 kHz), and the 32-bit counter wraps within the call
     assert torch.equal(_draws(engine, prime, [100], index), _draws(reference, prime, [100], index))
+
+
+def test_the_profiling_build_accounts_for_each_blocks_time_and_draws_the_same(on_cpu):
+    """bench/persistent_profile.py's run, on CPU: each block's phases add up to its time in the launch, the blocks
+    after the first wait for their input, and the build that times itself draws what the cached engine draws."""
+    from bench.persistent_profile import profile_run
+
+    on_cpu(1)  # sets the build folder
+    layout = functools.partial(PersistentOnCpu, layers_per_block=3, head_blocks=2)
+    torch.manual_seed(0)
+    figures = profile_run(WaveNet(ODD).eval(), 1, torch.float32, 60, engine_type=layout)
+    blocks = figures["blocks"]
+    assert [b["role"] for b in blocks] == ["layers 0-2", "layers 3-5", "layers 6-7", "head 0", "head 1"]
+    for b in blocks:
+        assert 0.8 < sum(b["us_per_sample"].values()) / b["total_us"] <= 1.0, b
+    assert all(b["us_per_sample"]["wait: x"] > 0 for b in blocks[1:3])
+    assert 0 < figures["chain_work_us"] < figures["us_per_sample"]
+
+    engine, prime = on_cpu(1, temperature=0.9, seed=3, profile=True), torch.randint(0, 256, (1, 100))
+    expected = _draws(CachedEngine(engine.model, 1, temperature=0.9, seed=3), prime, [60])
+    assert torch.equal(_draws(engine, prime, [60]), expected)
+    assert engine.profile[:5, :7].sum() > 0  # it timed the launch
 
 
 class Threads(ctypes.Structure):

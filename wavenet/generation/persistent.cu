@@ -13,7 +13,8 @@
 // A sample's chain runs through every block before the next sample starts, so one slot per hand-off is enough.
 // Flags count the samples a stage has handed on in this launch (zeroed by the host before each launch).
 // Compile-time sizes come from the host as -D options (wavenet/generation/persistent.py): R, G, S, C (padded
-// channel counts, powers of two >= 32), NB, LPB, NL, H, THREADS, WEIGHT_BF16, LAYER_BYTES, HEAD_BYTES, ACT_FLOATS.
+// channel counts, powers of two >= 32), NB, LPB, NL, H, THREADS, WEIGHT_BF16, LAYER_BYTES, HEAD_BYTES, ACT_FLOATS;
+// PROFILE=1 builds a kernel that also times its phases (see Profile below).
 
 #include "flags.cuh"  // load_acquire, store_release, now_ns, wait_until, publish
 
@@ -48,6 +49,7 @@ struct Params {
     long long* code_handoff;     // per pipeline (NB,)
     unsigned int* flags;         // per pipeline (2 NL + H + 1) counters, FLAG_STRIDE apart
     unsigned int* error;         // set to 1 when a block gave up waiting (see wait_for)
+    long long* profile;          // PROFILE builds: per block, PROFILE_SLOTS counters (see Profile)
     long long batch;             // B: streams in the ring, pending, out and keys
     long long first_stream;      // the first stream of this launch
     long long streams;           // streams in this launch
@@ -62,6 +64,41 @@ struct Params {
 static_assert(sizeof(Params) == PARAMS_BYTES, "Params must match the host's ctypes structure");
 
 #define FLAG_STRIDE 32  // one 128-byte line per flag
+
+// Where a block's time goes, in a PROFILE build: thread 0 adds the clock cycles since its previous mark to the
+// phase a mark names (PHASES of them: for a layer block past terms, waiting for x, its layers, handing x on, its
+// skip matmuls, waiting for the skip sum, handing the sum on; for a head block waiting for the skip sum, its
+// matmuls, the partial logits handed on or gathered, sampling, handing the code on), and at the end writes them
+// with the clock and the global timer at its start and end, from which the host converts cycles to time. Marks
+// follow barriers, so a phase holds the block's time, not thread 0's alone. Other builds compile the marks away.
+#define PHASES 8
+#define PROFILE_SLOTS (PHASES + 4)
+#ifndef PROFILE
+#define PROFILE 0
+#endif
+struct Profile {
+#if PROFILE
+    long long spent[PHASES] = {}, last, clock0;
+    unsigned long long ns0;
+    __device__ Profile() : last(clock64()), clock0(last), ns0(now_ns()) {}
+    __device__ void mark(int phase) {
+        if (threadIdx.x != 0) return;
+        const long long now = clock64();
+        spent[phase] += now - last;
+        last = now;
+    }
+    __device__ void write(long long* out) const {
+        if (threadIdx.x != 0) return;
+        long long* mine = out + (size_t)blockIdx.x * PROFILE_SLOTS;
+        for (int k = 0; k < PHASES; ++k) mine[k] = spent[k];
+        mine[PHASES] = clock0, mine[PHASES + 1] = clock64();
+        mine[PHASES + 2] = (long long)ns0, mine[PHASES + 3] = (long long)now_ns();
+    }
+#else
+    __device__ void mark(int) {}
+    __device__ void write(long long*) const {}
+#endif
+};
 #define FLAGS_PER_PIPELINE (2 * NL + H + 1)
 
 #ifndef WAIT_LIMIT_NS
@@ -174,6 +211,7 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
     }
     __syncthreads();
     const int tid = threadIdx.x;
+    Profile profile;
     for (long long s = 0; s < p.n; ++s) {
         // The past terms: this sample's input is not needed for them.
 #pragma unroll
@@ -188,6 +226,7 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
             __syncthreads();
             matvec<R, 2 * G>(w.past_w, past, h + k * NB * 2 * G, w.dil_b, false, scratch);
         }
+        profile.mark(0);
         // This sample's input.
         if (j == 0) {
             if (s > 0 && !wait_for(flags + (2 * NL + H) * FLAG_STRIDE, (unsigned int)s, p.error)) return;
@@ -203,6 +242,7 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
             for (int i = tid; i < NB * R; i += THREADS) x[i] = __ldcg(from + i);
         }
         __syncthreads();
+        profile.mark(1);
 #pragma unroll
         for (int k = 0; k < LPB; ++k) {
             if (k >= count) break;
@@ -220,11 +260,13 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
             if (l0 + k < p.num_layers - 1) matvec<G, R>(w.res_w, zk, x, w.res_b, true, scratch);
             slot[k] = slot[k] + 1 == dilation[k] ? 0 : slot[k] + 1;
         }
+        profile.mark(2);
         if (j < NL - 1) {
             float* to = x_handoff + (size_t)j * NB * R;
             for (int i = tid; i < NB * R; i += THREADS) to[i] = x[i];
             publish(flags + j * FLAG_STRIDE, (unsigned int)(s + 1));
         }
+        profile.mark(3);
         // The skip path, off the residual stream's critical path.
 #pragma unroll
         for (int k = 0; k < LPB; ++k) {
@@ -232,15 +274,19 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
             const LayerWeights w(smem + k * LAYER_BYTES);
             matvec<G, S>(w.skip_w, z + k * NB * G, skip, nullptr, k > 0, scratch);
         }
+        profile.mark(4);
         if (j > 0) {
             if (!wait_for(flags + (NL + j - 1) * FLAG_STRIDE, (unsigned int)(s + 1), p.error)) return;
+            profile.mark(5);
             const float* from = skip_handoff + (size_t)(j - 1) * NB * S;
             for (int i = tid; i < NB * S; i += THREADS) skip[i] = __ldcg(from + i) + skip[i];
         }
         float* to = skip_handoff + (size_t)j * NB * S;
         for (int i = tid; i < NB * S; i += THREADS) to[i] = skip[i];
         publish(flags + (NL + j) * FLAG_STRIDE, (unsigned int)(s + 1));
+        profile.mark(6);
     }
+    profile.write(p.profile);
 }
 
 __device__ void head_block(const Params& p, int hb, int live, long long first, unsigned char* smem,
@@ -261,18 +307,22 @@ __device__ void head_block(const Params& p, int hb, int live, long long first, u
 
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const float* total = skip_handoff + (size_t)(NL - 1) * NB * S;
+    Profile profile;
     for (long long s = 0; s < p.n; ++s) {
         if (!wait_for(flags + (NL + NL - 1) * FLAG_STRIDE, (unsigned int)(s + 1), p.error)) return;
         for (int i = tid; i < NB * S; i += THREADS) skip[i] = fmaxf(__ldcg(total + i) + p.skip_b[i % S], 0.f);
         __syncthreads();
+        profile.mark(0);
         matvec<S, SH>(w1, skip, hidden, b1, false, scratch);
         for (int i = tid; i < NB * SH; i += THREADS) hidden[i] = fmaxf(hidden[i], 0.f);
         __syncthreads();
         matvec<SH, C>(w2, hidden, logits, nullptr, false, scratch);
+        profile.mark(1);
         if (hb > 0) {
             float* to = logit_handoff + (size_t)hb * NB * C;
             for (int i = tid; i < NB * C; i += THREADS) to[i] = logits[i];
             publish(flags + (2 * NL + hb) * FLAG_STRIDE, (unsigned int)(s + 1));
+            profile.mark(2);
             continue;
         }
         // Head block 0: the logits, then the next code.
@@ -283,6 +333,7 @@ __device__ void head_block(const Params& p, int hb, int live, long long first, u
         }
         for (int i = tid; i < NB * C; i += THREADS) logits[i] += p.head_b2[i % C];
         __syncthreads();
+        profile.mark(2);
         if (p.forced) {
             for (int i = tid; i < live * C; i += THREADS)
                 p.logits[((first + i / C) * p.n + s) * C + i % C] = logits[i];
@@ -311,9 +362,12 @@ __device__ void head_block(const Params& p, int hb, int live, long long first, u
             }
         }
         __syncthreads();
+        profile.mark(3);
         if (tid < live) code_handoff[tid] = codes[tid];
         publish(flags + (2 * NL + H) * FLAG_STRIDE, (unsigned int)(s + 1));
+        profile.mark(4);
     }
+    profile.write(p.profile);
     if (hb == 0 && p.n > 0 && tid < live) p.pending[first + tid] = codes[tid];
 }
 

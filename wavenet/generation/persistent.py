@@ -32,6 +32,8 @@ MAX_STREAMS_PER_PIPELINE = THREADS // 32  # the sampler gives each stream one wa
 SHARED_LIMIT = 227 * 1024  # shared memory one block may opt into on sm_90 (H100, H200), static included
 RESERVED_SHARED = 1024 + 256  # per block: the system's 1 KB (sm_80+) and the kernel's own static shared memory
 FLAG_STRIDE = 32  # as in persistent.cu: one 128-byte line per flag
+PHASES = 8  # as in persistent.cu: the phases a PROFILE build times, then its clocks at start and end
+PROFILE_SLOTS = PHASES + 4
 
 
 def padded(n: int) -> int:
@@ -75,12 +77,13 @@ class Plan:
         start = block * self.layers_per_block
         return range(start, min(self.layers, start + self.layers_per_block))
 
-    def defines(self) -> tuple[tuple[str, int], ...]:
-        """The kernel's compile-time sizes (-D options), and the size of its Params as the host lays it out."""
+    def defines(self, profile: bool = False) -> tuple[tuple[str, int], ...]:
+        """The kernel's compile-time sizes (-D options), the size of its Params as the host lays it out, and whether
+        it times its phases."""
         names = dict(R=self.R, G=self.G, S=self.S, C=self.C, NB=self.streams_per_pipeline, LPB=self.layers_per_block)
         names.update(NL=self.layer_blocks, H=self.head_blocks, THREADS=THREADS, WEIGHT_BF16=int(self.bf16))
         names.update(LAYER_BYTES=self.layer_bytes, HEAD_BYTES=self.head_bytes, ACT_FLOATS=self.act_floats)
-        names.update(PARAMS_BYTES=ctypes.sizeof(Params))
+        names.update(PARAMS_BYTES=ctypes.sizeof(Params), PROFILE=int(profile))
         return tuple(names.items())
 
 
@@ -128,9 +131,10 @@ def plan(
 
 
 @cache
-def compiled(p: Plan, capability: int) -> Compiled:
-    """The kernel for this plan, compiled for sm_<capability> (no GPU needed)."""
-    return compile_cuda(SOURCE.read_text(), SOURCE.name, p.defines(), capability)
+def compiled(p: Plan, capability: int, profile: bool = False) -> Compiled:
+    """The kernel for this plan, compiled for sm_<capability> (no GPU needed); with `profile`, the build that times
+    its phases."""
+    return compile_cuda(SOURCE.read_text(), SOURCE.name, p.defines(profile), capability)
 
 
 def _blob(parts: list[torch.Tensor], dtype: torch.dtype, floats: list[torch.Tensor], size: int) -> torch.Tensor:
@@ -179,7 +183,7 @@ class Params(ctypes.Structure):
         (name, ctypes.c_void_p)
         for name in (
             "pending out forced logits keys ring ring_rows dilations embed layers heads skip_b head_b2 "
-            "x_handoff skip_handoff logit_handoff code_handoff flags error"
+            "x_handoff skip_handoff logit_handoff code_handoff flags error profile"
         ).split()
     ] + [(name, ctypes.c_longlong) for name in "batch first_stream streams n t0 num_layers sample".split()]
     _fields_ += [("index0", ctypes.c_uint), ("temperature", ctypes.c_float)]
@@ -200,9 +204,12 @@ class PersistentEngine(KernelEngine):
         weight_dtype: torch.dtype = torch.float32,
         layers_per_block: int | None = None,
         head_blocks: int | None = None,
+        profile: bool = False,
     ):
         """`layers_per_block` and `head_blocks` ask for a layout (see `plan`); by default the one with the fewest
-        blocks."""
+        blocks. With `profile`, the kernel times its phases: after each launch, `self.profile` holds them per
+        block (see persistent.cu's Profile)."""
+        self.profiling = profile
         super().__init__(model, batch_size, temperature, seed, first_stream, padded(model.cfg.residual_channels))
         self.name = "persistent-bf16" if weight_dtype == torch.bfloat16 else "persistent"
         self.plan = plan(
@@ -227,9 +234,8 @@ class PersistentEngine(KernelEngine):
         major, minor = torch.cuda.get_device_capability(self.device)
         if major < 8:
             raise UserError(f"generation.backend={self.name} needs a GPU of compute capability 8.0 or newer")
-        kernel = CudaKernel(
-            compiled(self.plan, 10 * major + minor), KERNEL, THREADS, self.plan.shared_bytes, self.device
-        )
+        program = compiled(self.plan, 10 * major + minor, self.profiling)
+        kernel = CudaKernel(program, KERNEL, THREADS, self.plan.shared_bytes, self.device)
         return kernel, torch.cuda.get_device_properties(self.device).multi_processor_count
 
     def _workspace(self, pipelines: int) -> None:
@@ -242,6 +248,8 @@ class PersistentEngine(KernelEngine):
         flags = (2 * p.layer_blocks + p.head_blocks + 1) * FLAG_STRIDE
         self.flags = torch.zeros(pipelines, flags, dtype=torch.int32, device=self.device)
         self.error = torch.zeros(1, dtype=torch.int32, device=self.device)
+        blocks = pipelines * p.blocks_per_pipeline
+        self.profile = torch.zeros(blocks, PROFILE_SLOTS, dtype=torch.int64, device=self.device)
 
     def _launch(self, n: int, out: torch.Tensor, forced: torch.Tensor | None, logits: torch.Tensor | None) -> None:
         p = self.plan
@@ -264,6 +272,7 @@ class PersistentEngine(KernelEngine):
                 code_handoff=self.code_handoff.data_ptr(),
                 flags=self.flags.data_ptr(),
                 error=self.error.data_ptr(),
+                profile=self.profile.data_ptr(),
                 batch=self.batch_size,
                 first_stream=first,
                 streams=streams,
