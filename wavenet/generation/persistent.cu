@@ -64,6 +64,7 @@ struct Params {
 static_assert(sizeof(Params) == PARAMS_BYTES, "Params must match the host's ctypes structure");
 
 #define FLAG_STRIDE 32  // one 128-byte line per flag
+#define FLAGS_PER_PIPELINE (2 * NL + H + 1)
 
 // Where a block's time goes, in a PROFILE build: thread 0 adds the clock cycles since its previous mark to the
 // phase a mark names (PHASES of them: for a layer block past terms, waiting for x, its layers, handing x on, its
@@ -99,11 +100,8 @@ struct Profile {
     __device__ void write(long long*) const {}
 #endif
 };
-#define FLAGS_PER_PIPELINE (2 * NL + H + 1)
 
-#ifndef WAIT_LIMIT_NS
 #define WAIT_LIMIT_NS 2000000000ull  // no sample takes that long: a block waiting longer waits for a fault
-#endif
 
 // Block-wide: wait until another block's counter reaches `count`. Returns false, with the launch's error flag set,
 // when that takes over WAIT_LIMIT_NS or another block gave up: then every block returns and the host raises,
