@@ -246,6 +246,21 @@ def test_the_kernel_on_the_cpu_continues_past_a_wrapping_noise_index(on_cpu):
     assert torch.equal(_draws(engine, prime, [100], index), _draws(reference, prime, [100], index))
 
 
+def test_the_kernel_on_the_cpu_breaks_a_tie_for_the_first_code_as_argmax_does(on_cpu):
+    """Greedy, every logit the head's bias, the maximum tied between codes 7 and 38. Lane c of the sampler's warp
+    holds codes c, c + 32, ...: lane 6's best is 38 and lane 7's is 7, and the last step of the reduction meets the
+    even lanes' best with the odd lanes', so a reduction that kept its own code on a tie would draw 38."""
+    on_cpu(1)  # sets the build folder
+    model = WaveNet(ODD).eval()
+    with torch.no_grad():
+        model.head[-1].weight.zero_()
+        model.head[-1].bias.copy_(torch.linspace(-1, 0, 256))  # each code its own logit, all below 1
+        model.head[-1].bias[[7, 38]] = 1.0
+    engine = PersistentOnCpu(model, 2, temperature=0, layers_per_block=3, head_blocks=2)
+    prime = torch.randint(0, 256, (2, 40))
+    assert torch.equal(_draws(engine, prime, [5]), torch.full((2, 5), 7))
+
+
 def test_the_profiling_build_accounts_for_each_blocks_time_and_draws_the_same(on_cpu):
     """bench/persistent_profile.py's run, on CPU: each block's phases add up to its time in the launch, the blocks
     after the first wait for their input, and the build that times itself draws what the cached engine draws."""
