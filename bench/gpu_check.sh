@@ -21,9 +21,9 @@
 # bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside a plain
 # compiled bf16 loop). Part 1's steps are limited to about 9 minutes in all, part 2's to about 8: with 15 minutes
 # of device time in a session, run part 1 and leave part 2 to another.
-# Part 2: bench/persistent_profile.py (the persistent kernel's phases, block by block), then end to end: train.py on the synthetic corpus for about two minutes, generate.py from its checkpoint, and
-# the stream's renderer with the best GPU backend for 60 s beside a playout that takes audio at real time (no
-# encoder: that machine has no ffmpeg).
+# Part 2: bench/persistent_profile.py (the persistent kernel's phases, block by block), then end to end: train.py
+# on the synthetic corpus for about two minutes, generate.py from its checkpoint, and the stream's renderer with the
+# best GPU backend for 60 s beside a playout that takes audio at real time (no encoder: that machine has no ffmpeg).
 # quality VARIANT: one variant of bench/quality.py at the GPU scale (base, 7 minutes), a call each, since two do not
 # fit in one; the report joins them (same corpus, same validation windows). ship: train.py on the packed real music
 # for about 8 minutes a call, checkpointing every 1000 steps, so that the next call resumes where it stopped.

@@ -22,6 +22,7 @@ from wavenet.config import model_preset
 from wavenet.generation.persistent import PHASES, PersistentEngine, Plan
 from wavenet.model import WaveNet, WaveNetConfig
 
+# persistent.cu's LayerPhase and HeadPhase, in order
 LAYER_PHASES = ["past terms", "wait: x", "layers", "hand x on", "skip matmuls", "wait: skip sum", "hand skip on"]
 HEAD_PHASES = ["wait: skip sum", "head matmuls", "logits", "sample", "hand code on"]
 WAITS = {"wait: x", "wait: skip sum"}
@@ -47,10 +48,6 @@ def bytes_per_sample(p: Plan) -> dict[str, float]:
     }
 
 
-def phases_of(p: Plan, block: int) -> list[str]:
-    return LAYER_PHASES if block < p.layer_blocks else HEAD_PHASES
-
-
 def summarise(profile: torch.Tensor, p: Plan, samples: int) -> list[dict]:
     """The first pipeline's blocks: microseconds per sample in each phase, and the block's time per sample."""
     rows = []
@@ -58,12 +55,12 @@ def summarise(profile: torch.Tensor, p: Plan, samples: int) -> list[dict]:
         counters = profile[block].tolist()
         clock0, clock1, ns0, ns1 = counters[PHASES:]
         ns_per_cycle = (ns1 - ns0) / max(clock1 - clock0, 1)
-        names = phases_of(p, block)
-        us = {name: counters[k] * ns_per_cycle / 1e3 / samples for k, name in enumerate(names)}
         if block < p.layer_blocks:
-            role = f"layers {p.layer_range(block)[0]}-{p.layer_range(block)[-1]}"
+            names, layers = LAYER_PHASES, p.layer_range(block)
+            role = f"layers {layers[0]}-{layers[-1]}"
         else:
-            role = f"head {block - p.layer_blocks}"
+            names, role = HEAD_PHASES, f"head {block - p.layer_blocks}"
+        us = {name: counters[k] * ns_per_cycle / 1e3 / samples for k, name in enumerate(names)}
         total = (ns1 - ns0) / 1e3 / samples
         waiting = sum(v for k, v in us.items() if k in WAITS)
         rows.append(dict(block=block, role=role, us_per_sample=us, total_us=total, waiting_share=waiting / total))

@@ -74,6 +74,8 @@ static_assert(sizeof(Params) == PARAMS_BYTES, "Params must match the host's ctyp
 // follow barriers, so a phase holds the block's time, not thread 0's alone. Other builds compile the marks away.
 #define PHASES 8
 #define PROFILE_SLOTS (PHASES + 4)
+enum LayerPhase { PAST_TERMS, WAIT_X, LAYERS, HAND_X_ON, SKIP_MATMULS, WAIT_SKIP_SUM, HAND_SKIP_ON };
+enum HeadPhase { HEAD_WAIT_SKIP_SUM, HEAD_MATMULS, LOGITS, SAMPLE, HAND_CODE_ON };
 #ifndef PROFILE
 #define PROFILE 0
 #endif
@@ -82,7 +84,7 @@ struct Profile {
     long long spent[PHASES] = {}, last, clock0;
     unsigned long long ns0;
     __device__ Profile() : last(clock64()), clock0(last), ns0(now_ns()) {}
-    __device__ void mark(int phase) {
+    __device__ void mark(int phase) {  // a LayerPhase or HeadPhase
         if (threadIdx.x != 0) return;
         const long long now = clock64();
         spent[phase] += now - last;
@@ -224,7 +226,7 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
             __syncthreads();
             matvec<R, 2 * G>(w.past_w, past, h + k * NB * 2 * G, w.dil_b, false, scratch);
         }
-        profile.mark(0);
+        profile.mark(PAST_TERMS);
         // This sample's input.
         if (j == 0) {
             if (s > 0 && !wait_for(flags + (2 * NL + H) * FLAG_STRIDE, (unsigned int)s, p.error)) return;
@@ -240,7 +242,7 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
             for (int i = tid; i < NB * R; i += THREADS) x[i] = __ldcg(from + i);
         }
         __syncthreads();
-        profile.mark(1);
+        profile.mark(WAIT_X);
 #pragma unroll
         for (int k = 0; k < LPB; ++k) {
             if (k >= count) break;
@@ -258,13 +260,13 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
             if (l0 + k < p.num_layers - 1) matvec<G, R>(w.res_w, zk, x, w.res_b, true, scratch);
             slot[k] = slot[k] + 1 == dilation[k] ? 0 : slot[k] + 1;
         }
-        profile.mark(2);
+        profile.mark(LAYERS);
         if (j < NL - 1) {
             float* to = x_handoff + (size_t)j * NB * R;
             for (int i = tid; i < NB * R; i += THREADS) to[i] = x[i];
             publish(flags + j * FLAG_STRIDE, (unsigned int)(s + 1));
         }
-        profile.mark(3);
+        profile.mark(HAND_X_ON);
         // The skip path, off the residual stream's critical path.
 #pragma unroll
         for (int k = 0; k < LPB; ++k) {
@@ -272,17 +274,17 @@ __device__ void layer_block(const Params& p, int j, int live, long long first, u
             const LayerWeights w(smem + k * LAYER_BYTES);
             matvec<G, S>(w.skip_w, z + k * NB * G, skip, nullptr, k > 0, scratch);
         }
-        profile.mark(4);
+        profile.mark(SKIP_MATMULS);
         if (j > 0) {
             if (!wait_for(flags + (NL + j - 1) * FLAG_STRIDE, (unsigned int)(s + 1), p.error)) return;
-            profile.mark(5);
+            profile.mark(WAIT_SKIP_SUM);
             const float* from = skip_handoff + (size_t)(j - 1) * NB * S;
             for (int i = tid; i < NB * S; i += THREADS) skip[i] = __ldcg(from + i) + skip[i];
         }
         float* to = skip_handoff + (size_t)j * NB * S;
         for (int i = tid; i < NB * S; i += THREADS) to[i] = skip[i];
         publish(flags + (NL + j) * FLAG_STRIDE, (unsigned int)(s + 1));
-        profile.mark(6);
+        profile.mark(HAND_SKIP_ON);
     }
     profile.write(p.profile);
 }
@@ -310,17 +312,17 @@ __device__ void head_block(const Params& p, int hb, int live, long long first, u
         if (!wait_for(flags + (NL + NL - 1) * FLAG_STRIDE, (unsigned int)(s + 1), p.error)) return;
         for (int i = tid; i < NB * S; i += THREADS) skip[i] = fmaxf(__ldcg(total + i) + p.skip_b[i % S], 0.f);
         __syncthreads();
-        profile.mark(0);
+        profile.mark(HEAD_WAIT_SKIP_SUM);
         matvec<S, SH>(w1, skip, hidden, b1, false, scratch);
         for (int i = tid; i < NB * SH; i += THREADS) hidden[i] = fmaxf(hidden[i], 0.f);
         __syncthreads();
         matvec<SH, C>(w2, hidden, logits, nullptr, false, scratch);
-        profile.mark(1);
+        profile.mark(HEAD_MATMULS);
         if (hb > 0) {
             float* to = logit_handoff + (size_t)hb * NB * C;
             for (int i = tid; i < NB * C; i += THREADS) to[i] = logits[i];
             publish(flags + (2 * NL + hb) * FLAG_STRIDE, (unsigned int)(s + 1));
-            profile.mark(2);
+            profile.mark(LOGITS);
             continue;
         }
         // Head block 0: the logits, then the next code.
@@ -331,7 +333,7 @@ __device__ void head_block(const Params& p, int hb, int live, long long first, u
         }
         for (int i = tid; i < NB * C; i += THREADS) logits[i] += p.head_b2[i % C];
         __syncthreads();
-        profile.mark(2);
+        profile.mark(LOGITS);
         if (p.forced) {
             for (int i = tid; i < live * C; i += THREADS)
                 p.logits[((first + i / C) * p.n + s) * C + i % C] = logits[i];
@@ -360,10 +362,10 @@ __device__ void head_block(const Params& p, int hb, int live, long long first, u
             }
         }
         __syncthreads();
-        profile.mark(3);
+        profile.mark(SAMPLE);
         if (tid < live) code_handoff[tid] = codes[tid];
         publish(flags + (2 * NL + H) * FLAG_STRIDE, (unsigned int)(s + 1));
-        profile.mark(4);
+        profile.mark(HAND_CODE_ON);
     }
     profile.write(p.profile);
     if (hb == 0 && p.n > 0 && tid < live) p.pending[first + tid] = codes[tid];
