@@ -20,8 +20,14 @@ class CpuKernel:
     def __init__(self, library: Path, name: str, threads: int, shared_bytes: int):
         self.entry = getattr(ctypes.CDLL(str(library)), f"{name}_on_cpu")
         self.entry.restype = ctypes.c_int
-        self.entry.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_char_p]
-        self.entry.argtypes.append(ctypes.c_size_t)
+        self.entry.argtypes = [
+            ctypes.c_uint,  # blocks
+            ctypes.c_uint,  # threads
+            ctypes.c_size_t,  # dynamic shared bytes
+            ctypes.c_void_p,  # the params struct
+            ctypes.c_char_p,  # error message buffer
+            ctypes.c_size_t,  # and its size
+        ]
         self.threads, self.shared_bytes = threads, shared_bytes
 
     def resident_blocks_per_sm(self) -> int:

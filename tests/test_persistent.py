@@ -40,6 +40,7 @@ from wavenet.model import WaveNet, WaveNetConfig
 
 # Odd channel counts (everything padded), eight layers in two stacks.
 ODD = WaveNetConfig(stacks=2, layers_per_stack=4, residual_channels=10, gate_channels=12, skip_channels=40)
+ODD_LAYOUT = dict(layers_per_block=3, head_blocks=2)  # blocks of 3, 3 and 2 layers, a head in halves: 5 a pipeline
 
 
 def test_base_plans_keep_every_layer_on_chip_in_few_blocks():
@@ -146,7 +147,7 @@ def run_like_the_kernel(model: WaveNet, p: Plan, weights: dict, pending: torch.T
 def test_packed_weights_in_the_kernels_dataflow_give_the_full_forward(weights, tolerance):
     torch.manual_seed(0)
     model = WaveNet(ODD).eval()
-    p = plan(ODD, 3, weights, layers_per_block=3, head_blocks=2)  # blocks of 3, 3 and 2 layers; the head in halves
+    p = plan(ODD, 3, weights, **ODD_LAYOUT)
     assert [len(p.layer_range(block)) for block in range(p.layer_blocks)] == [3, 3, 2]
     packed = pack(CachedEngine(model, 3), p)
     codes = torch.randint(0, 256, (3, model.receptive_field + 40))
@@ -174,17 +175,22 @@ class PersistentOnCpu(PersistentEngine):
 
 
 @pytest.fixture(scope="module")
-def on_cpu(tmp_path_factory):
-    """make(batch, cfg=ODD, **options): a PersistentOnCpu engine of a fresh model (seed 0). ODD is laid out in blocks
-    of 3, 3 and 2 layers and a head in halves (5 blocks a pipeline) unless the options say otherwise; another
-    model gets the plan it gets on the GPU."""
+def engine_on_cpu(tmp_path_factory) -> type[PersistentOnCpu]:
+    """PersistentOnCpu, building its kernels in this module's temporary folder."""
     PersistentOnCpu.build_dir = tmp_path_factory.mktemp("cuda-on-cpu")
+    return PersistentOnCpu
+
+
+@pytest.fixture(scope="module")
+def on_cpu(engine_on_cpu):
+    """make(batch, cfg=ODD, **options): a PersistentOnCpu engine of a fresh model (seed 0). ODD is laid out as
+    ODD_LAYOUT unless the options say otherwise; another model gets the plan it gets on the GPU."""
 
     def make(batch: int, cfg: WaveNetConfig = ODD, **options) -> PersistentOnCpu:
         torch.manual_seed(0)
         if cfg is ODD:
-            options = dict(layers_per_block=3, head_blocks=2) | options
-        return PersistentOnCpu(WaveNet(cfg).eval(), batch, **options)
+            options = ODD_LAYOUT | options
+        return engine_on_cpu(WaveNet(cfg).eval(), batch, **options)
 
     return make
 
@@ -246,28 +252,26 @@ def test_the_kernel_on_the_cpu_continues_past_a_wrapping_noise_index(on_cpu):
     assert torch.equal(_draws(engine, prime, [100], index), _draws(reference, prime, [100], index))
 
 
-def test_the_kernel_on_the_cpu_breaks_a_tie_for_the_first_code_as_argmax_does(on_cpu):
+def test_the_kernel_on_the_cpu_breaks_a_tie_for_the_first_code_as_argmax_does(engine_on_cpu):
     """Greedy, every logit the head's bias, the maximum tied between codes 7 and 38. Lane c of the sampler's warp
     holds codes c, c + 32, ...: lane 6's best is 38 and lane 7's is 7, and the last step of the reduction meets the
     even lanes' best with the odd lanes', so a reduction that kept its own code on a tie would draw 38."""
-    on_cpu(1)  # sets the build folder
     model = WaveNet(ODD).eval()
     with torch.no_grad():
         model.head[-1].weight.zero_()
         model.head[-1].bias.copy_(torch.linspace(-1, 0, 256))  # each code its own logit, all below 1
         model.head[-1].bias[[7, 38]] = 1.0
-    engine = PersistentOnCpu(model, 2, temperature=0, layers_per_block=3, head_blocks=2)
+    engine = engine_on_cpu(model, 2, temperature=0, **ODD_LAYOUT)
     prime = torch.randint(0, 256, (2, 40))
     assert torch.equal(_draws(engine, prime, [5]), torch.full((2, 5), 7))
 
 
-def test_the_profiling_build_accounts_for_each_blocks_time_and_draws_the_same(on_cpu):
+def test_the_profiling_build_accounts_for_each_blocks_time_and_draws_the_same(engine_on_cpu, on_cpu):
     """bench/persistent_profile.py's run, on CPU: each block's phases add up to its time in the launch, the blocks
     after the first wait for their input, and the build that times itself draws what the cached engine draws."""
     from bench.persistent_profile import profile_run
 
-    on_cpu(1)  # sets the build folder
-    layout = functools.partial(PersistentOnCpu, layers_per_block=3, head_blocks=2)
+    layout = functools.partial(engine_on_cpu, **ODD_LAYOUT)
     torch.manual_seed(0)
     figures = profile_run(WaveNet(ODD).eval(), 1, torch.float32, 60, engine_type=layout)
     blocks = figures["blocks"]
