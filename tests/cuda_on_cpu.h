@@ -2,8 +2,12 @@
 // thread per block (every block resident at once, as a cooperative launch promises) and one coroutine per CUDA
 // thread (ucontext), switched at __syncthreads and warp shuffles only. So a block's __shared__ variables are its OS
 // thread's thread_local ones, and a barrier that not every thread of a block reaches is reported, not hung on.
-// It checks a kernel's indexing, its dataflow and its protocol of hand-offs; not the GPU's memory model, timing or
-// arithmetic (expf and the like round as the CPU's libm does). tests/cuda_on_cpu.py compiles a kernel with it.
+// It checks a kernel's indexing, its dataflow and its protocol of hand-offs; not timing or arithmetic (expf and the
+// like round as the CPU's libm does). Built with -fsanitize=thread it checks the ordering of memory too: every
+// CUDA thread is a fiber of ThreadSanitizer's, switched without ordering anything, so only what orders memory on
+// the GPU orders it here (__syncthreads; acquire and release between blocks; not a warp shuffle), and a read or
+// write that nothing orders after a conflicting one is reported as a data race, whichever ran first.
+// tests/cuda_on_cpu.py compiles a kernel with it.
 #pragma once
 
 #include <math.h>
@@ -19,6 +23,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #define CUDA_ON_CPU 1
 #define __device__
@@ -37,6 +45,36 @@ struct alignas(16) int4 {
 
 namespace cuda_on_cpu {
 
+// The emulator's own bookkeeping, shared by the coroutines of a block: relaxed atomics, so that ThreadSanitizer
+// sees it as ordering nothing and as no race.
+template <typename T>
+T peek(const T& v) {
+    return __atomic_load_n(&v, __ATOMIC_RELAXED);
+}
+template <typename T>
+void poke(T& v, T x) {
+    __atomic_store_n(&v, x, __ATOMIC_RELAXED);
+}
+
+#if defined(__SANITIZE_THREAD__)
+inline void* new_fiber() { return __tsan_create_fiber(0); }
+inline void* this_fiber() { return __tsan_get_current_fiber(); }
+inline void drop_fiber(void* fiber) { __tsan_destroy_fiber(fiber); }
+// Just before a switch of stacks; `ordered`: what the fiber left did happens before what the next one does.
+inline void switch_fiber(void* to, bool ordered) {
+    __tsan_switch_to_fiber(to, ordered ? 0 : __tsan_switch_to_fiber_no_sync);
+}
+inline void release(void* sync) { __tsan_release(sync); }
+inline void acquire(void* sync) { __tsan_acquire(sync); }
+#else
+inline void* new_fiber() { return nullptr; }
+inline void* this_fiber() { return nullptr; }
+inline void drop_fiber(void*) {}
+inline void switch_fiber(void*, bool) {}
+inline void release(void*) {}
+inline void acquire(void*) {}
+#endif
+
 struct Index {
     unsigned int x, y, z;
 };
@@ -44,8 +82,9 @@ struct Index {
 struct Thread {
     ucontext_t context;
     std::unique_ptr<char[]> stack;
+    void* fiber = nullptr;  // ThreadSanitizer's
     unsigned int index = 0;
-    bool done = false;
+    bool started = false, done = false;
 };
 
 struct Block {
@@ -54,7 +93,9 @@ struct Block {
     std::vector<Thread> threads;
     Thread* current = nullptr;
     ucontext_t scheduler;
+    void* scheduler_fiber = nullptr;
     unsigned int arrived = 0, generation = 0;           // __syncthreads
+    char barrier_sync[2] = {};                          // its ordering, for ThreadSanitizer: one a generation
     std::vector<unsigned int> warp_arrived, warp_generation;  // __shfl_*_sync
     std::vector<uint64_t> lanes;                        // the values being shuffled
     unsigned long long progress = 0;                    // barrier arrivals and exits
@@ -63,29 +104,34 @@ struct Block {
 
 inline thread_local Block* block = nullptr;
 
-inline Index thread_index() { return {block->current->index, 0, 0}; }
+inline Thread* current() { return peek(block->current); }
+inline Index thread_index() { return {current()->index, 0, 0}; }
 inline Index block_index() { return {block->index, 0, 0}; }
 inline unsigned char* dynamic_shared() { return reinterpret_cast<unsigned char*>(block->shared.get()); }
 
 // Back to the block's scheduler, which resumes the next thread.
-inline void yield() { swapcontext(&block->current->context, &block->scheduler); }
+inline void yield() {
+    switch_fiber(block->scheduler_fiber, false);
+    swapcontext(&current()->context, &block->scheduler);
+}
 
 // Wait until `count` threads have arrived at the barrier kept by (arrived, generation).
 inline void barrier(unsigned int& arrived, unsigned int& generation, unsigned int count) {
-    const unsigned int mine = generation;
-    ++block->progress;
-    if (++arrived == count) {
-        arrived = 0;
-        ++generation;
+    const unsigned int mine = peek(generation);
+    __atomic_add_fetch(&block->progress, 1, __ATOMIC_RELAXED);
+    if (__atomic_add_fetch(&arrived, 1, __ATOMIC_RELAXED) == count) {
+        poke(arrived, 0u);
+        poke(generation, mine + 1);
         return;
     }
-    while (generation == mine) yield();
+    while (peek(generation) == mine) yield();
 }
 
 inline void run_thread() {
     block->body();
-    block->current->done = true;
-    ++block->progress;
+    poke(current()->done, true);
+    __atomic_add_fetch(&block->progress, 1, __ATOMIC_RELAXED);
+    switch_fiber(block->scheduler_fiber, true);  // the block's end comes after each of its threads
 }
 
 // Run one block's threads round robin until all have returned; an error when a round moves none of them on (they
@@ -102,10 +148,12 @@ inline std::string run_block(unsigned int index, unsigned int threads, size_t sh
     b.warp_generation.assign((threads + 31) / 32, 0);
     b.lanes.assign(threads, 0);
     b.body = body;
+    b.scheduler_fiber = this_fiber();
     block = &b;
     for (unsigned int t = 0; t < threads; ++t) {
         Thread& thread = b.threads[t];
         thread.index = t;
+        thread.fiber = new_fiber();
         thread.stack.reset(new char[stack_bytes]);
         getcontext(&thread.context);
         thread.context.uc_stack.ss_sp = thread.stack.get();
@@ -116,21 +164,25 @@ inline std::string run_block(unsigned int index, unsigned int threads, size_t sh
     std::string error;
     for (bool running = true; running;) {
         running = false;
-        const unsigned long long before = b.progress;
+        const unsigned long long before = peek(b.progress);
         for (Thread& thread : b.threads) {
-            if (thread.done) continue;
+            if (peek(thread.done)) continue;
             running = true;
-            b.current = &thread;
+            poke(b.current, &thread);
+            const bool first = !thread.started;
+            thread.started = true;
+            switch_fiber(thread.fiber, first);  // a thread starts after the block's set-up
             swapcontext(&b.scheduler, &thread.context);
         }
-        if (running && b.progress == before) {
+        if (running && peek(b.progress) == before) {
             unsigned int done = 0;
-            for (const Thread& thread : b.threads) done += thread.done;
+            for (const Thread& thread : b.threads) done += peek(thread.done);
             error = "block " + std::to_string(index) + ": its threads wait at barriers that cannot complete (" +
                     std::to_string(done) + " of " + std::to_string(threads) + " have returned)";
             break;  // the waiting threads are abandoned with their stacks
         }
     }
+    for (Thread& thread : b.threads) drop_fiber(thread.fiber);
     block = nullptr;
     return error;
 }
@@ -153,22 +205,29 @@ inline std::string launch(unsigned int blocks, unsigned int threads, size_t shar
 #define threadIdx (cuda_on_cpu::thread_index())
 #define blockIdx (cuda_on_cpu::block_index())
 
+// Orders memory within the block: what each thread did before it happens before what any does after it. Not
+// after the next barrier: a thread that leaves this one late must not see what others did since (hence a
+// ThreadSanitizer sync object for each of the two generations that can be in flight).
 inline void __syncthreads() {
     cuda_on_cpu::Block& b = *cuda_on_cpu::block;
+    char* sync = &b.barrier_sync[cuda_on_cpu::peek(b.generation) % 2];
+    cuda_on_cpu::release(sync);
     cuda_on_cpu::barrier(b.arrived, b.generation, b.size);
+    cuda_on_cpu::acquire(sync);
 }
 
-// Every lane of the calling thread's warp takes part (the kernel's only mask is the full one).
+// Every lane of the calling thread's warp takes part (the kernel's only mask is the full one). It moves the values
+// only: no memory is ordered by it, as on the GPU.
 template <typename T>
 T __shfl_xor_sync(unsigned int, T value, int lane_mask) {
     static_assert(sizeof(T) <= sizeof(uint64_t), "a shuffled value fits 64 bits");
     cuda_on_cpu::Block& b = *cuda_on_cpu::block;
-    const unsigned int tid = b.current->index, warp = tid / 32;
+    const unsigned int tid = cuda_on_cpu::current()->index, warp = tid / 32;
     uint64_t bits = 0;
     memcpy(&bits, &value, sizeof value);
-    b.lanes[tid] = bits;
+    cuda_on_cpu::poke(b.lanes[tid], bits);
     cuda_on_cpu::barrier(b.warp_arrived[warp], b.warp_generation[warp], 32);
-    bits = b.lanes[warp * 32 + ((tid % 32) ^ lane_mask)];
+    bits = cuda_on_cpu::peek(b.lanes[warp * 32 + ((tid % 32) ^ lane_mask)]);
     cuda_on_cpu::barrier(b.warp_arrived[warp], b.warp_generation[warp], 32);
     T out;
     memcpy(&out, &bits, sizeof out);

@@ -1,16 +1,20 @@
 """CUDA kernels compiled for the CPU with tests/cuda_on_cpu.h: one OS thread per block, one coroutine per CUDA
 thread. A `CpuKernel` launches like nvrtc.CudaKernel, on tensors in host memory, so an engine's host code and its
-kernel run together in CI, which has no GPU; the `gpu` tests run the same kernel on the GPU."""
+kernel run together in CI, which has no GPU; the `gpu` tests run the same kernel on the GPU.
+
+With CUDA_ON_CPU_SANITIZE=thread in the environment, kernels are built with ThreadSanitizer, whose runtime the
+process must have loaded first: `sanitized` runs a command so (tests/test_cuda_on_cpu.py)."""
 
 import ctypes
 import hashlib
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
-from wavenet.generation.nvrtc import HEADERS
-
 HEADER = Path(__file__).with_name("cuda_on_cpu.h")
+HEADERS = HEADER.parents[1] / "wavenet" / "generation"  # nvrtc.HEADERS (not imported: no torch here, see `sanitized`)
 DYNAMIC_SHARED = re.compile(r"extern __shared__ (?:__align__\(\d+\) )?unsigned char (\w+)\[\];")
 
 
@@ -48,9 +52,12 @@ def compile_on_cpu(
     `build_dir`; the same source and defines reuse the library already built."""
     text, found = DYNAMIC_SHARED.subn(r"unsigned char* \1 = cuda_on_cpu::dynamic_shared();", source.read_text())
     assert found == 1, f"{source.name}: expected one extern __shared__ byte array"
-    text += f"\nCUDA_ON_CPU_ENTRY({kernel}, {params})\n"
+    text = f'#line 1 "{source}"\n{text}\nCUDA_ON_CPU_ENTRY({kernel}, {params})\n'  # errors name the source's lines
     options = [f"-D{key}={value}" for key, value in defines]
-    digest = hashlib.sha256((text + HEADER.read_text() + " ".join(options)).encode()).hexdigest()[:16]
+    if os.environ.get("CUDA_ON_CPU_SANITIZE") == "thread":
+        options += ["-fsanitize=thread", "-g"]
+    headers = "".join(h.read_text() for h in [HEADER, *sorted(HEADERS.glob("*.cuh"))])  # flags.cuh and the like
+    digest = hashlib.sha256((text + headers + " ".join(options)).encode()).hexdigest()[:16]
     library = build_dir / f"{source.stem}-{digest}.so"
     if not library.exists():
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -63,3 +70,19 @@ def compile_on_cpu(
             raise RuntimeError(f"{source.name} did not build for the CPU:\n{built.stderr}")
         Path(f"{library}.tmp").rename(library)
     return library
+
+
+def sanitized(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """`python ARGS`, in the repository's root, with its kernels built with ThreadSanitizer and its runtime loaded: exit status 66 and a
+    report on stderr at the first data race (and at any other error the sanitizer finds)."""
+    runtime = subprocess.run(["g++", "-print-file-name=libtsan.so"], capture_output=True, text=True).stdout.strip()
+    assert os.path.isabs(runtime), "g++ has no ThreadSanitizer runtime (libtsan.so): install Debian's g++"
+    env = os.environ | {
+        "CUDA_ON_CPU_SANITIZE": "thread",
+        "OMP_NUM_THREADS": "1",  # OpenMP's own synchronisation is invisible to the sanitizer: no pool in torch
+        "LD_PRELOAD": runtime,
+        "TSAN_OPTIONS": "halt_on_error=1 exitcode=66 report_signal_unsafe=0",
+    }
+    root = HEADER.parents[1]  # where `tests.` imports resolve
+    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    # (importing torch takes 5 s under the sanitizer: this module and tests/test_cuda_on_cpu.py do without it)

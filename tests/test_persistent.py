@@ -5,11 +5,11 @@ with nothing spilled (NVRTC needs no GPU), and the packed weights, read back the
 through the kernel's dataflow (blocks in turn, the skip sum handed from block to block, the head's hidden units
 split), give the full forward's logits. And the engine runs whole on CPU with persistent.cu itself compiled for
 the CPU (tests/cuda_on_cpu.h: a thread per block, a coroutine per CUDA thread): its logits, its draws, its launches
-in turns and its hand-offs, with no GPU. The `gpu` tests run the kernel on the GPU.
+in turns and its hand-offs, with no GPU; and, built with ThreadSanitizer, that every hand-off is ordered as the
+GPU's memory model needs. The `gpu` tests run the kernel on the GPU.
 """
 
 import copy
-import ctypes
 import functools
 import math
 from pathlib import Path
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.cuda_on_cpu import CpuKernel, compile_on_cpu
+from tests.cuda_on_cpu import CpuKernel, compile_on_cpu, sanitized
 from tests.test_generation import continued, relative_error, teacher_forced_error
 from wavenet.config import model_preset
 from wavenet.errors import UserError
@@ -287,23 +287,17 @@ def test_the_profiling_build_accounts_for_each_blocks_time_and_draws_the_same(en
     assert engine.profile[:5, :7].sum() > 0  # it timed the launch
 
 
-class Threads(ctypes.Structure):
-    _fields_ = [("threads", ctypes.c_int)]
-
-
-def test_a_barrier_that_not_every_thread_reaches_is_reported_not_hung_on(tmp_path):
-    source = tmp_path / "diverge.cu"
-    source.write_text(
-        "struct Params { int threads; };\n"
-        'extern "C" __global__ void diverge(const Params p) {\n'
-        "    extern __shared__ unsigned char smem[];\n"
-        "    if (threadIdx.x < p.threads) __syncthreads();\n"
-        "}\n"
-    )
-    kernel = CpuKernel(compile_on_cpu(source, "diverge", "Params", (), tmp_path), "diverge", 64, 16)
-    kernel.launch(2, Threads(64))  # every thread reaches it
-    with pytest.raises(RuntimeError, match="block 0: its threads wait at barriers that cannot complete"):
-        kernel.launch(2, Threads(32))
+@pytest.mark.slow
+def test_every_hand_off_is_ordered_as_the_gpus_memory_model_needs_under_threadsanitizer(tmp_path):
+    """The kernel's runs on the CPU above (ODD's layouts: 5 blocks a pipeline), with persistent.cu and
+    tests/cuda_on_cpu.h built with ThreadSanitizer: each read of what another CUDA thread or block wrote is ordered
+    after the write by a __syncthreads or by an acquire of the flag the writer released, or it is reported. x86
+    orders memory more strongly than the GPU, so the runs alone would not show a missing acquire. About 2 minutes."""
+    runs = "(the_cpu or profiling_build_accounts) and not base"
+    command = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path}", "-k", runs]
+    run = sanitized([*command, "tests/test_persistent.py"], timeout=900)
+    assert run.returncode == 0 and "ThreadSanitizer" not in run.stderr, run.stdout[-2000:] + run.stderr[-4000:]
+    assert "7 passed" in run.stdout, run.stdout[-2000:]
 
 
 # The GPU tests (`gpu_model`: the benchmark's 20- and 30-layer models on the device, from conftest.py).

@@ -1,0 +1,65 @@
+"""The CUDA-on-CPU emulation the persistent kernel's CPU tests run on (tests/cuda_on_cpu.h): a barrier that not
+every thread reaches is reported, and under ThreadSanitizer a hand-off or a shared value that nothing orders is
+reported as a data race, where the emulation's fixed order of threads would give the right numbers anyway."""
+
+import ctypes
+from pathlib import Path
+
+import pytest
+
+from tests.cuda_on_cpu import CpuKernel, compile_on_cpu, sanitized
+
+RACES = Path(__file__).with_name("races.cu")
+RACE_MODES = {"ORDERED": 0, "FLAG_NOT_ACQUIRED": 1, "NO_BARRIER": 2, "SHUFFLE_ONLY": 3}  # races.cu's Mode
+
+
+class Threads(ctypes.Structure):
+    _fields_ = [("threads", ctypes.c_int)]
+
+
+def test_a_barrier_that_not_every_thread_reaches_is_reported_not_hung_on(tmp_path):
+    source = tmp_path / "diverge.cu"
+    source.write_text(
+        "struct Params { int threads; };\n"
+        'extern "C" __global__ void diverge(const Params p) {\n'
+        "    extern __shared__ unsigned char smem[];\n"
+        "    if (threadIdx.x < p.threads) __syncthreads();\n"
+        "}\n"
+    )
+    kernel = CpuKernel(compile_on_cpu(source, "diverge", "Params", (), tmp_path), "diverge", 64, 16)
+    kernel.launch(2, Threads(64))  # every thread reaches it
+    with pytest.raises(RuntimeError, match="block 0: its threads wait at barriers that cannot complete"):
+        kernel.launch(2, Threads(32))
+
+
+class RaceParams(ctypes.Structure):
+    _fields_ = [("mode", ctypes.c_int)] + [(name, ctypes.c_void_p) for name in ("flag", "error", "data", "out")]
+
+
+def run_races(mode: str, build_dir: str) -> None:
+    """races.cu in `mode` on one warp: block 1 must end with block 0's floats plus 10 times the first."""
+    threads = 32
+    kernel = CpuKernel(compile_on_cpu(RACES, "races", "Params", (), Path(build_dir)), "races", threads, 16)
+    flags, data, out = (ctypes.c_uint * 2)(), (ctypes.c_float * threads)(), (ctypes.c_float * threads)()
+    pointers = [ctypes.addressof(flags), ctypes.addressof(flags) + 4, ctypes.addressof(data), ctypes.addressof(out)]
+    kernel.launch(2, RaceParams(RACE_MODES[mode], *pointers))
+    assert list(out) == [t + 1 + 10.0 for t in range(threads)], list(out)
+
+
+@pytest.fixture(scope="module")
+def race_build_dir(tmp_path_factory) -> str:
+    """One sanitized build of races.cu for every mode."""
+    return str(tmp_path_factory.mktemp("races"))
+
+
+@pytest.mark.parametrize("mode", list(RACE_MODES))
+def test_under_threadsanitizer_only_what_orders_memory_on_a_gpu_orders_it(mode, race_build_dir):
+    run = sanitized(
+        ["-c", f"from tests.test_cuda_on_cpu import run_races; run_races({mode!r}, {race_build_dir!r})"], 120
+    )
+    if mode == "ORDERED":
+        assert run.returncode == 0, run.stderr[-3000:]
+    else:
+        assert run.returncode == 66 and "WARNING: ThreadSanitizer: data race" in run.stderr, run.stderr[-3000:]
+        report = run.stderr[run.stderr.index("WARNING: ThreadSanitizer") : run.stderr.index("SUMMARY:")]
+        assert "races.cu:" in report, report  # it names the kernel's lines
