@@ -3,7 +3,8 @@ thread. A `CpuKernel` launches like nvrtc.CudaKernel, on tensors in host memory,
 kernel run together in CI, which has no GPU; the `gpu` tests run the same kernel on the GPU.
 
 With CUDA_ON_CPU_SANITIZE=thread in the environment, kernels are built with ThreadSanitizer, whose runtime the
-process must have loaded first: `sanitized` runs a command so (tests/test_cuda_on_cpu.py)."""
+process must have loaded first: `sanitized` runs a command so (tests/test_cuda_on_cpu.py). Importing torch takes
+5 s under the sanitizer, so this module and tests/test_cuda_on_cpu.py do without it."""
 
 import ctypes
 import hashlib
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 HEADER = Path(__file__).with_name("cuda_on_cpu.h")
-HEADERS = HEADER.parents[1] / "wavenet" / "generation"  # nvrtc.HEADERS (not imported: no torch here, see `sanitized`)
+HEADERS = HEADER.parents[1] / "wavenet" / "generation"  # nvrtc.HEADERS, not imported (it imports torch)
 DYNAMIC_SHARED = re.compile(r"extern __shared__ (?:__align__\(\d+\) )?unsigned char (\w+)\[\];")
 
 
@@ -73,8 +74,8 @@ def compile_on_cpu(
 
 
 def sanitized(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """`python ARGS`, in the repository's root, with its kernels built with ThreadSanitizer and its runtime loaded: exit status 66 and a
-    report on stderr at the first data race (and at any other error the sanitizer finds)."""
+    """`python ARGS` in the repository's root, its kernels built with ThreadSanitizer and its runtime loaded: exit
+    status 66 and a report on stderr at the first data race (or any other error the sanitizer finds)."""
     runtime = subprocess.run(["g++", "-print-file-name=libtsan.so"], capture_output=True, text=True).stdout.strip()
     assert os.path.isabs(runtime), "g++ has no ThreadSanitizer runtime (libtsan.so): install Debian's g++"
     env = os.environ | {
@@ -85,4 +86,3 @@ def sanitized(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     }
     root = HEADER.parents[1]  # where `tests.` imports resolve
     return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-    # (importing torch takes 5 s under the sanitizer: this module and tests/test_cuda_on_cpu.py do without it)

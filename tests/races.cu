@@ -13,10 +13,10 @@ struct Params {
 };
 
 enum Mode {
-    ORDERED,          // acquire the flag, __syncthreads between a shared write and its reads
+    ORDERED,            // acquire the flag, __syncthreads between a shared write and its reads
     FLAG_NOT_ACQUIRED,  // the flag read with a plain load: nothing orders block 0's writes before the reads
-    NO_BARRIER,       // thread 0 writes a shared value that the others read with no barrier between
-    SHUFFLE_ONLY,     // between them only a warp shuffle, which moves values, not memory
+    NO_BARRIER,         // thread 0 writes a shared value that the others read with no barrier between
+    SHUFFLE_ONLY,       // between them only a warp shuffle, which moves values, not memory
 };
 
 extern "C" __global__ void races(const Params p) {

@@ -170,7 +170,8 @@ class PersistentOnCpu(PersistentEngine):
         super().__init__(*args, **options)
 
     def _load_kernel(self) -> tuple[CpuKernel, int]:
-        library = compile_on_cpu(SOURCE, KERNEL, "Params", self.plan.defines(self.profiling), self.build_dir)
+        defines = (*self.plan.defines(self.profiling), ("WAIT_LIMIT_NS", 60 * 10**9))  # blocks share 2 cores here
+        library = compile_on_cpu(SOURCE, KERNEL, "Params", defines, self.build_dir)
         return CpuKernel(library, KERNEL, THREADS, self.plan.shared_bytes), self.sms
 
 
@@ -289,11 +290,13 @@ def test_the_profiling_build_accounts_for_each_blocks_time_and_draws_the_same(en
 
 @pytest.mark.slow
 def test_every_hand_off_is_ordered_as_the_gpus_memory_model_needs_under_threadsanitizer(tmp_path):
-    """The kernel's runs on the CPU above (ODD's layouts: 5 blocks a pipeline), with persistent.cu and
-    tests/cuda_on_cpu.h built with ThreadSanitizer: each read of what another CUDA thread or block wrote is ordered
-    after the write by a __syncthreads or by an acquire of the flag the writer released, or it is reported. x86
-    orders memory more strongly than the GPU, so the runs alone would not show a missing acquire. About 2 minutes."""
-    runs = "(the_cpu or profiling_build_accounts) and not base"
+    """The kernel's runs on the CPU above, with persistent.cu and tests/cuda_on_cpu.h built with ThreadSanitizer:
+    each read of what another CUDA thread or block wrote is ordered after the write by a __syncthreads or by an
+    acquire of the flag the writer released, or it is reported. x86 orders memory more strongly than the GPU, so
+    the runs alone would not show a missing acquire. ODD's runs but the one-stream draws (batch 9's second launch
+    is one stream), and base in bf16's layout (12 blocks); not fp32's 34, which would take minutes more. About 4
+    minutes."""
+    runs = "(the_cpu or profiling_build_accounts) and not 1-10-groups0 and not (base and weights0)"
     command = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path}", "-k", runs]
     run = sanitized([*command, "tests/test_persistent.py"], timeout=900)
     assert run.returncode == 0 and "ThreadSanitizer" not in run.stderr, run.stdout[-2000:] + run.stderr[-4000:]
