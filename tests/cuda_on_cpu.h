@@ -96,6 +96,7 @@ struct Block {
     void* scheduler_fiber = nullptr;
     unsigned int arrived = 0, generation = 0;           // __syncthreads
     char barrier_sync[2] = {};                          // its ordering, for ThreadSanitizer: one a generation
+    char exited = 0;                                    // ThreadSanitizer's: the threads' ends before the block's
     std::vector<unsigned int> warp_arrived, warp_generation;  // __shfl_*_sync
     std::vector<uint64_t> lanes;                        // the values being shuffled
     unsigned long long progress = 0;                    // barrier arrivals and exits
@@ -128,10 +129,13 @@ inline void barrier(unsigned int& arrived, unsigned int& generation, unsigned in
 }
 
 inline void run_thread() {
-    block->body();
+    Block& b = *block;
+    b.body();
     poke(current()->done, true);
-    __atomic_add_fetch(&block->progress, 1, __ATOMIC_RELAXED);
-    switch_fiber(block->scheduler_fiber, true);  // the block's end comes after each of its threads
+    __atomic_add_fetch(&b.progress, 1, __ATOMIC_RELAXED);
+    void* const scheduler = b.scheduler_fiber;
+    release(&b.exited);  // the block's end, not its other threads, comes after all this thread did
+    switch_fiber(scheduler, false);
 }
 
 // Run one block's threads round robin until all have returned; an error when a round moves none of them on (they
@@ -182,6 +186,7 @@ inline std::string run_block(unsigned int index, unsigned int threads, size_t sh
             break;  // the waiting threads are abandoned with their stacks
         }
     }
+    acquire(&b.exited);
     for (Thread& thread : b.threads) drop_fiber(thread.fiber);
     block = nullptr;
     return error;

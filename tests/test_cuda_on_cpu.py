@@ -1,6 +1,7 @@
 """The CUDA-on-CPU emulation the persistent kernel's CPU tests run on (tests/cuda_on_cpu.h): a barrier that not
 every thread reaches is reported, and under ThreadSanitizer a hand-off or a shared value that nothing orders is
-reported as a data race, where the emulation's fixed order of threads would give the right numbers anyway."""
+reported as a data race (even when one thread returned before the other started), where the emulation's fixed
+order of threads gives the right numbers anyway."""
 
 import ctypes
 from pathlib import Path
@@ -11,6 +12,13 @@ from tests.cuda_on_cpu import CpuKernel, compile_on_cpu, sanitized
 
 RACES = Path(__file__).with_name("races.cu")
 RACE_MODES = {"ORDERED": 0, "FLAG_NOT_ACQUIRED": 1, "NO_BARRIER": 2, "SHUFFLE_ONLY": 3}  # races.cu's Mode
+EXITS = """struct Params { float* data; };
+extern "C" __global__ void exits(const Params p) {
+    extern __shared__ unsigned char smem[];
+    if (threadIdx.x == 0) p.data[0] = 1.f;  // on the CPU thread 0 has returned before thread 1 starts
+    else p.data[threadIdx.x] = p.data[0];
+}
+"""
 
 
 class Threads(ctypes.Structure):
@@ -46,6 +54,20 @@ def run_races(mode: str, build_dir: str) -> None:
     assert list(out) == [t + 1 + 10.0 for t in range(threads)], list(out)
 
 
+class DataParams(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p)]
+
+
+def run_exits(build_dir: str) -> None:
+    """EXITS on one warp: every thread ends with thread 0's 1.0 on the CPU, where nothing orders it on a GPU."""
+    source = Path(build_dir) / "exits.cu"
+    source.write_text(EXITS)
+    kernel = CpuKernel(compile_on_cpu(source, "exits", "Params", (), Path(build_dir)), "exits", 32, 16)
+    data = (ctypes.c_float * 32)()
+    kernel.launch(1, DataParams(ctypes.addressof(data)))
+    assert list(data) == [1.0] * 32, list(data)
+
+
 @pytest.fixture(scope="module")
 def race_build_dir(tmp_path_factory) -> str:
     """One sanitized build of races.cu for every mode."""
@@ -63,3 +85,9 @@ def test_under_threadsanitizer_only_what_orders_memory_on_a_gpu_orders_it(mode, 
         assert run.returncode == 66 and "WARNING: ThreadSanitizer: data race" in run.stderr, run.stderr[-3000:]
         report = run.stderr[run.stderr.index("WARNING: ThreadSanitizer") : run.stderr.index("SUMMARY:")]
         assert "races.cu:" in report, report  # it names the kernel's lines
+
+
+def test_under_threadsanitizer_a_thread_that_has_returned_orders_nothing_for_the_next(race_build_dir):
+    run = sanitized(["-c", f"from tests.test_cuda_on_cpu import run_exits; run_exits({race_build_dir!r})"], 120)
+    assert run.returncode == 66 and "WARNING: ThreadSanitizer: data race" in run.stderr, run.stderr[-3000:]
+    assert "exits.cu:" in run.stderr[: run.stderr.index("SUMMARY:")]
