@@ -307,7 +307,8 @@ def test_every_hand_off_is_ordered_as_the_gpus_memory_model_needs_under_threadsa
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("batch", [1, 16, 43])  # 43: more than one fp32 launch holds, and a part-filled pipeline
+# 43: more than one fp32 launch, and a part-filled pipeline; 256: 11 fp32 launches of 3 pipelines on 132 SMs
+@pytest.mark.parametrize("batch", [1, 16, 43, 256])
 @pytest.mark.parametrize("backend, tolerance", [("persistent", 1e-5), ("persistent-bf16", 2e-2)])
 def test_gpu_persistent_logits_equal_full_forward(gpu_model, backend, tolerance, batch):
     codes = torch.randint(0, 256, (batch, gpu_model.receptive_field + 80), device="cuda")
