@@ -39,7 +39,7 @@ setup: system $(VENV)/.installed .cache/extensions/cpu_step/.built
 demo: setup
 	$(PY) -m data_prep.demo --name $(DEMO_RUN)
 
-# The default suite (7 minutes on 2 cores); test-slow runs the tests it leaves out (12 minutes: the real-time stream and
+# The default suite (7 minutes on 2 cores); test-slow runs the tests it leaves out (14 minutes: the real-time stream and
 # site runs, the Triton interpreter's longer checks, DDP and resumed training). CI runs both.
 test: setup
 	$(PY) -m pytest
