@@ -89,8 +89,12 @@ EOF
 
 if [ -n "$dry" ]; then
     device=cpu models="tiny" batches="1 4" target=512 batch=2 train_model=tiny
+    train_variants=()
 else
     device=cuda models="base20 base" batches="1 16 256" target=16384 batch=16 train_model=base
+    # the goal's pair first (the project's compiled bf16 step beside the plain compiled bf16 loop): the last step of
+    # part 1 gets what is left of its budget, and a bench cut short keeps the rows it finished
+    train_variants=(--variants bf16+compile plain-bf16+compile bf16 fp32 bf16+compile-layerwise)
 fi
 
 if [ "$part" = 1 ]; then
@@ -105,7 +109,7 @@ if [ "$part" = 1 ]; then
     step generation 200 "$python" bench/generation.py --device "$device" --models $models --batches $batches \
         --seconds 0.5 --json "$OUT/generation.json"
     step train-throughput 200 "$python" bench/train_throughput.py --device "$device" --model "$train_model" \
-        --batch "$batch" --target "$target" --steps 10 --warmup 3 --json "$OUT/train-throughput.json"
+        --batch "$batch" --target "$target" --steps 10 --warmup 3 "${train_variants[@]}" --json "$OUT/train-throughput.json"
 elif [ "$part" = 2 ]; then
     # where the persistent kernel's time per sample goes (its profiling build), first: it needs nothing else
     [ -z "$dry" ] && step persistent-profile 60 "$python" bench/persistent_profile.py --models base --batches 1 16 \
