@@ -10,7 +10,8 @@
 //                    acquired at cluster scope.
 //
 // Every receiver checks the payload it got (round r carries r + i at position i) and counts what differs.
-// Compile-time: THREADS, MAX_FLOATS.
+// Compile-time: THREADS, MAX_FLOATS, PARAMS_BYTES. tests/test_handoff_bench.py runs the global way on the CPU
+// (tests/cuda_on_cpu.h), where the cluster way's PTX is left out.
 
 #include "flags.cuh"  // persistent.cu's own acquire, release, wait and publish
 
@@ -34,11 +35,16 @@ __device__ __forceinline__ bool wait_for(Load load, unsigned int count, unsigned
 }
 
 __device__ __forceinline__ unsigned int sm_id() {
+#ifdef CUDA_ON_CPU  // tests/cuda_on_cpu.h: each block is an SM of its own
+    return blockIdx.x;
+#else
     unsigned int id;
     asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
     return id;
+#endif
 }
 
+#ifndef CUDA_ON_CPU  // the cluster way is PTX of sm_90's: the GPU's alone
 __device__ __forceinline__ unsigned int load_acquire_cluster(const unsigned int* local) {
     unsigned int v;
     const unsigned int address = (unsigned int)__cvta_generic_to_shared(local);
@@ -56,6 +62,7 @@ __device__ __forceinline__ unsigned int remote(const void* local, unsigned int r
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
+#endif
 
 __device__ __forceinline__ unsigned int mismatches(const float* got, int floats, int round) {
     unsigned int bad = 0;
@@ -105,6 +112,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) handoff_global(const Pa
     finish(p, start, bad);
 }
 
+#ifndef CUDA_ON_CPU
 extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(THREADS, 1) handoff_cluster(const Params p) {
     __shared__ float inbox[MAX_FLOATS];
     __shared__ unsigned int arrived;  // rounds whose payload the other block has put in `inbox`
@@ -136,3 +144,4 @@ extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(THREADS, 
     finish(p, start, bad);
     cluster_sync();  // neither block leaves while the other may still write into its shared memory
 }
+#endif  // CUDA_ON_CPU

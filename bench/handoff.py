@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import torch
-from records import write_record
 
 from wavenet.generation.nvrtc import Compiled, CudaKernel, compile_cuda
 
@@ -41,9 +40,11 @@ class Params(ctypes.Structure):
     ]
 
 
+DEFINES = (("THREADS", THREADS), ("MAX_FLOATS", MAX_FLOATS), ("PARAMS_BYTES", ctypes.sizeof(Params)))
+
+
 def compiled(capability: int) -> Compiled:
-    defines = (("THREADS", THREADS), ("MAX_FLOATS", MAX_FLOATS), ("PARAMS_BYTES", ctypes.sizeof(Params)))
-    return compile_cuda(SOURCE.read_text(), SOURCE.name, defines, capability)
+    return compile_cuda(SOURCE.read_text(), SOURCE.name, DEFINES, capability)
 
 
 def measure(kernel: CudaKernel, way: str, floats: int, rounds: int, device: torch.device) -> dict:
@@ -71,6 +72,8 @@ def bound(rows: list[dict], way: str, weights: str) -> float | None:
 
 
 def main() -> None:
+    from records import write_record  # bench/records.py: on the path when this runs as a script
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--floats", nargs="+", type=int, default=[0, 64, 256, 512, 2048])
     parser.add_argument("--rounds", type=int, default=20000)

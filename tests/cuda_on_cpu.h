@@ -258,7 +258,12 @@ inline float __uint_as_float(unsigned int v) {
 
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
-inline unsigned int atomicExch(unsigned int* p, unsigned int v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+// CUDA's atomics are relaxed: they order no other memory.
+inline unsigned int atomicExch(unsigned int* p, unsigned int v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }
+inline unsigned int atomicAdd(unsigned int* p, unsigned int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
 
 // flags.cuh's primitives (its PTX is for the GPU). A spinning reader lets the other blocks' OS threads run.
 inline unsigned int load_acquire(const unsigned int* p) {
