@@ -43,9 +43,8 @@ def run_global_way_on_cpu(build_dir: str, rounds: int = 30) -> None:
         pointers = [t.data_ptr() for t in (slots, flags, result, error)]
         kernel.launch(2, Params(*pointers, rounds, floats))
         assert error.item() == 0 and result[1].item() == 0 and result[2:].tolist() == [0, 1], (floats, result)
-        assert torch.equal(slots[:, :floats], (rounds + torch.arange(floats, dtype=torch.float32)).expand(2, -1)), (
-            floats
-        )
+        last_round = rounds + torch.arange(floats, dtype=torch.float32)  # round r carries r + i at position i
+        assert torch.equal(slots[:, :floats], last_round.expand(2, -1)), floats
 
 
 def test_the_global_way_hands_every_payload_over_on_the_cpu(tmp_path):
