@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 HEADER = Path(__file__).with_name("cuda_on_cpu.h")
-HEADERS = HEADER.parents[1] / "wavenet" / "generation"  # nvrtc.HEADERS, not imported (it imports torch)
+ROOT = HEADER.parents[1]  # the repository (conftest.ROOT, which imports torch)
+HEADERS = ROOT / "wavenet" / "generation"  # nvrtc.HEADERS, not imported (it imports torch)
 DYNAMIC_SHARED = re.compile(r"extern __shared__ (?:__align__\(\d+\) )?unsigned char (\w+)\[\];")
 
 
@@ -81,25 +82,26 @@ def sanitized(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     """`python ARGS` in the repository's root, its kernels built with ThreadSanitizer and its runtime loaded: exit
     status 66 and a report on stderr at the first data race (or any other error the sanitizer finds). Skips the
     calling test where the sanitizer cannot start at all."""
+    env, starter = _sanitizer()
+    command = [*starter, sys.executable, *args]  # ROOT: where `tests.` imports resolve
+    return subprocess.run(command, cwd=ROOT, env=os.environ | env, capture_output=True, text=True, timeout=timeout)
+
+
+@functools.cache
+def _sanitizer() -> tuple[dict[str, str], tuple[str, ...]]:
+    """The environment of a sanitized Python, and what starts one here: nothing, or `setarch -R` (address
+    randomisation off) where the kernel randomises memory maps more widely than GCC 12's ThreadSanitizer allows for
+    its shadow memory. Found once a session."""
     runtime = subprocess.run(["g++", "-print-file-name=libtsan.so"], capture_output=True, text=True).stdout.strip()
     assert os.path.isabs(runtime), "g++ has no ThreadSanitizer runtime (libtsan.so): install Debian's g++"
-    env = os.environ | {
+    env = {
         "CUDA_ON_CPU_SANITIZE": "thread",
         "OMP_NUM_THREADS": "1",  # OpenMP's own synchronisation is invisible to the sanitizer: no pool in torch
         "LD_PRELOAD": runtime,
         "TSAN_OPTIONS": "halt_on_error=1 exitcode=66 report_signal_unsafe=0",
     }
-    command = [*_starter(tuple(sorted(env.items()))), sys.executable, *args]
-    root = HEADER.parents[1]  # where `tests.` imports resolve
-    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@functools.cache
-def _starter(env: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    """What starts a sanitized Python here: nothing, or `setarch -R` (address randomisation off) where the kernel
-    randomises memory maps more widely than GCC 12's ThreadSanitizer allows for its shadow memory."""
     for starter in [(), ("setarch", platform.machine(), "-R")]:
-        probe = subprocess.run([*starter, sys.executable, "-c", "pass"], env=dict(env), capture_output=True, text=True)
+        probe = subprocess.run([*starter, sys.executable, "-c", "pass"], env=os.environ | env, capture_output=True)
         if probe.returncode == 0:
-            return starter
-    pytest.skip(f"ThreadSanitizer cannot start a process on this machine: {probe.stderr.strip()[-500:]}")
+            return env, starter
+    pytest.skip(f"ThreadSanitizer cannot start a process on this machine: {probe.stderr.decode().strip()[-500:]}")

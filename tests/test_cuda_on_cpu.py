@@ -82,12 +82,16 @@ def test_under_threadsanitizer_only_what_orders_memory_on_a_gpu_orders_it(mode, 
     if mode == "ORDERED":
         assert run.returncode == 0, run.stderr[-3000:]
     else:
-        assert run.returncode == 66 and "WARNING: ThreadSanitizer: data race" in run.stderr, run.stderr[-3000:]
-        report = run.stderr[run.stderr.index("WARNING: ThreadSanitizer") : run.stderr.index("SUMMARY:")]
-        assert "races.cu:" in report, report  # it names the kernel's lines
+        assert_race_reported(run, "races.cu")
 
 
 def test_under_threadsanitizer_a_thread_that_has_returned_orders_nothing_for_the_next(race_build_dir):
     run = sanitized(["-c", f"from tests.test_cuda_on_cpu import run_exits; run_exits({race_build_dir!r})"], 120)
+    assert_race_reported(run, "exits.cu")
+
+
+def assert_race_reported(run, source: str) -> None:
+    """The sanitized run stopped at a data race, and its first report names lines of `source`."""
     assert run.returncode == 66 and "WARNING: ThreadSanitizer: data race" in run.stderr, run.stderr[-3000:]
-    assert "exits.cu:" in run.stderr[: run.stderr.index("SUMMARY:")]
+    report = run.stderr[run.stderr.index("WARNING: ThreadSanitizer") : run.stderr.index("SUMMARY:")]
+    assert f"{source}:" in report, report
