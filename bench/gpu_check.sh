@@ -15,15 +15,19 @@
 #                numpy, scipy, pillow and tqdm, as the GPU image does, and wheels for its Python version:
 #                python bench/gpu_carry.py --python 3.12 3.11 for a 3.11 venv)
 #
-# Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/handoff.py (the latency of one
-# hand-off between SMs, through L2 and through a cluster's shared memory), bench/generation.py (every backend x
+# Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/generation.py (every backend x
 # batch 1/16/256 x 20/30 layers, beside the plain PyTorch cached step, eager and in CUDA graphs) and
 # bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside a plain
-# compiled bf16 loop). Part 1's steps are limited to about 9 minutes in all, part 2's to about 8: with 15 minutes
-# of device time in a session, run part 1 and leave part 2 to another.
-# Part 2: bench/persistent_profile.py (the persistent kernel's phases, block by block), then end to end: train.py
-# on the synthetic corpus for about two minutes, generate.py from its checkpoint, and the stream's renderer with the
-# best GPU backend for 60 s beside a playout that takes audio at real time (no encoder: that machine has no ffmpeg).
+# compiled bf16 loop). Its steps are limited to about 10 minutes in all, part 2's to about 9; GPU_CHECK_SECONDS
+# (below) keeps each inside a call of 600 s.
+# Part 2: first what needs no training: the stream's renderer with the best GPU backend on an untrained base for
+# 60 s beside a playout that takes audio at real time (no encoder: that machine has no ffmpeg),
+# bench/persistent_profile.py (the persistent kernel's phases, block by block) and bench/handoff.py (one hand-off
+# between SMs, through L2 and through a cluster's shared memory); then end to end: train.py on the synthetic
+# corpus for about two minutes, generate.py from its checkpoint, and the renderer on that checkpoint for 20 s.
+# A session's 15 minutes of device time hold part 1 and the start of part 2: right after part 1 returns, while the
+# machine is warm (it waits 30 s), run part 2 with what status says is left, less a minute: for example
+# GPU_CHECK_SECONDS=150 bash bench/gpu_check.sh 2 with timeout_s 170. The next session runs part 2 whole.
 # quality VARIANT: one variant of bench/quality.py at the GPU scale (base, 7 minutes), a call each, since two do not
 # fit in one; the report joins them (same corpus, same validation windows). ship: train.py on the packed real music
 # for about 8 minutes a call, checkpointing every 1000 steps, so that the next call resumes where it stopped.
@@ -88,10 +92,10 @@ print("device", torch.cuda.get_device_name() if torch.cuda.is_available() else "
 EOF
 
 if [ -n "$dry" ]; then
-    device=cpu models="tiny" batches="1 4" target=512 batch=2 train_model=tiny
+    device=cpu models="tiny" batches="1 4" target=512 batch=2 train_model=tiny render_seconds=5
     train_variants=()
 else
-    device=cuda models="base20 base" batches="1 16 256" target=16384 batch=16 train_model=base
+    device=cuda models="base20 base" batches="1 16 256" target=16384 batch=16 train_model=base render_seconds=60
     # the goal's pair first (the project's compiled bf16 step beside the plain compiled bf16 loop): the last step of
     # part 1 gets what is left of its budget, and a bench cut short keeps the rows it finished
     train_variants=(--variants bf16+compile plain-bf16+compile bf16 fp32 bf16+compile-layerwise)
@@ -103,17 +107,23 @@ if [ "$part" = 1 ]; then
         # the persistent kernel's first run on a GPU: in a process of its own, so that a fault cannot stop the rest
         step persistent-tests 90 "$python" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT/persistent-tests.xml" \
             tests/test_persistent.py
-        # what one hand-off between SMs costs, through L2 (as persistent.cu does) and through a cluster's shared memory
-        step handoff 60 "$python" bench/handoff.py --json "$OUT/handoff.json"
     fi
     step generation 200 "$python" bench/generation.py --device "$device" --models $models --batches $batches \
         --seconds 0.5 --json "$OUT/generation.json"
     step train-throughput 200 "$python" bench/train_throughput.py --device "$device" --model "$train_model" \
         --batch "$batch" --target "$target" --steps 10 --warmup 3 "${train_variants[@]}" --json "$OUT/train-throughput.json"
 elif [ "$part" = 2 ]; then
-    # where the persistent kernel's time per sample goes (its profiling build), first: it needs nothing else
-    [ -z "$dry" ] && step persistent-profile 60 "$python" bench/persistent_profile.py --models base --batches 1 16 \
-        --json "$OUT/persistent-profile.json"
+    # the steps that need no training first, so that a short call (what is left of a session after part 1) has them:
+    # the stream's renderer on the model the station airs (untrained: the speed is the same), the persistent kernel's
+    # phases (its profiling build), and one hand-off between SMs, through L2 (as persistent.cu does) and through a
+    # cluster's shared memory
+    step render 120 "$python" bench/stream_render.py --model "$train_model" --seconds "$render_seconds" \
+        --json "$OUT/stream-render.json"
+    if [ -z "$dry" ]; then
+        step persistent-profile 60 "$python" bench/persistent_profile.py --models base --batches 1 16 \
+            --json "$OUT/persistent-profile.json"
+        step handoff 60 "$python" bench/handoff.py --json "$OUT/handoff.json"
+    fi
     step corpus 60 "$python" -m data_prep.demo_corpus --out "$work/corpus" --tracks 8
     if [ -n "$dry" ]; then
         train=(model=tiny train.max_steps=20 train.device=cpu data.target_length=512 data.batch_size=2)
@@ -127,8 +137,8 @@ elif [ "$part" = 2 ]; then
     if [ -n "$checkpoint" ]; then
         step generate 90 "$python" generate.py "checkpoint=$checkpoint" num_clips=4 batch_size=4 seconds=4 \
             "out_dir=$work/clips" "hydra.run.dir=$work/generate"
-        step render 150 "$python" bench/stream_render.py --checkpoint "$checkpoint" --seconds 60 \
-            --json "$OUT/stream-render.json"
+        step render-trained 60 "$python" bench/stream_render.py --checkpoint "$checkpoint" --seconds $((render_seconds / 3)) \
+            --json "$OUT/stream-render-trained.json"
     else
         note "no checkpoint from train.py: generate and render skipped"
     fi

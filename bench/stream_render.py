@@ -1,6 +1,7 @@
 """The stream's rendering alone, without the encoder: the renderer beside a playout that takes audio at real time.
 
     python bench/stream_render.py --checkpoint runs/demo/checkpoints/best.pt [--seconds 60] [--mode parallel|direct]
+    python bench/stream_render.py --model base     # an untrained conf/model/base.yaml: the speed is the same
 
 For a machine without ffmpeg (the bare GPU machines) or to see the renderer's own margin. The same renderer
 threads and playout as stream.py (wavenet/stream/), the playout read in 0.1 s chunks on the wall clock, as ffmpeg's
@@ -19,9 +20,10 @@ import torch
 from records import write_record
 
 from wavenet.checkpoint import load_checkpoint, model_from_checkpoint
-from wavenet.config import StreamConfig
+from wavenet.config import StreamConfig, model_preset
 from wavenet.device import resolve_device
 from wavenet.generation import choose_backend
+from wavenet.model import WaveNet
 from wavenet.stream.backlog import Backlog
 from wavenet.stream.gate import GateSettings
 from wavenet.stream.playout import Playout
@@ -32,7 +34,9 @@ CHUNK_S = 0.1
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint")
+    source.add_argument("--model", help="a conf/model preset, untrained (seed 0): what it renders is noise")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of playout after the first audio")
     parser.add_argument("--mode", choices=["parallel", "direct"], default=None, help="default: direct on CUDA")
     parser.add_argument("--backend", default="auto")
@@ -44,7 +48,11 @@ def main() -> None:
 
     device = resolve_device(args.device)
     mode = args.mode or ("direct" if device.type == "cuda" else "parallel")
-    model = model_from_checkpoint(load_checkpoint(args.checkpoint, device), device)
+    if args.checkpoint:
+        model = model_from_checkpoint(load_checkpoint(args.checkpoint, device), device)
+    else:
+        torch.manual_seed(0)
+        model = WaveNet(model_preset(args.model)).to(device).eval()
     rate = model.cfg.sample_rate
     backend = choose_backend(model, 1 if mode == "direct" else args.batch) if args.backend == "auto" else args.backend
     stop = threading.Event()
@@ -99,7 +107,7 @@ def main() -> None:
         ("playout (s)", f"{args.seconds:g}"),
     ]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"{where}, torch {torch.__version__}; {args.checkpoint}")
+    print(f"{where}, torch {torch.__version__}; {args.checkpoint or f'{args.model} (untrained)'}")
     for name, value in rows:
         print(f"{name:<30} {value:>16}")
     if args.json:
