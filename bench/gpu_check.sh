@@ -9,7 +9,10 @@
 #                bash bench/gpu_check.sh ship   (there, carry .gpu/wheels, .gpu/corpus and .gpu/ship: base on the
 #                real music, resumed from .gpu/ship/last.pt if carried; for the next call copy $OUT/ship's last.pt
 #                and metrics.jsonl to .gpu/ship, and its best.pt, if one came back, out of .gpu: only a call that
-#                improved validation writes one, and two checkpoints would not fit the carry)
+#                improved validation writes one, and two checkpoints would not fit the carry). Its N-th call
+#                trains on other music, scored on the same validation audio: here
+#                python -m data_prep.pack data/game_music --out .gpu/corpus-N --part N, there
+#                GPU_CHECK_PACK=.gpu/corpus-N bash bench/gpu_check.sh ship, carrying .gpu/corpus-N instead
 #   dry run:     PYTHON=<a venv's python> GPU_CHECK_DRY=1 bash bench/gpu_check.sh 1   (CPU, tiny sizes: the
 #                plumbing only; it installs the wheels into that Python, so give it a venv holding only torch,
 #                numpy, scipy, pillow and tqdm, as the GPU image does, and wheels for its Python version:
@@ -143,7 +146,7 @@ elif [ "$part" = 2 ]; then
         note "no checkpoint from train.py: generate and render skipped"
     fi
 elif [ "$part" = quality ] || [ "$part" = ship ]; then
-    pack=.gpu/corpus
+    pack=${GPU_CHECK_PACK:-.gpu/corpus}  # ship's second and third calls: .gpu/corpus-2 and -3, more music
     if [ -n "$dry" ] && [ ! -f "$pack/pack.json" ]; then  # the dry run packs the synthetic corpus
         step corpus 60 "$python" -m data_prep.demo_corpus --out "$work/demo" --tracks 8
         pack=$work/pack

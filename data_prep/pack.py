@@ -1,6 +1,7 @@
 """A prepared corpus packed small and exact, for a machine that cannot fetch or decode it (the GPU device).
 
     python -m data_prep.pack data/game_music --out .gpu/corpus [--max-mib 40] [--val-minutes 10]
+    python -m data_prep.pack data/game_music --out .gpu/corpus-2 --part 2     # the next training tracks
     python -m data_prep.pack --unpack .gpu/corpus --out /tmp/game_music      # there: WAVs + manifest.jsonl
 
 Training sees 8-bit mu-law codes, so the pack holds exactly those: per track, the differences of successive codes
@@ -9,6 +10,9 @@ Training sees 8-bit mu-law codes, so the pack holds exactly those: per track, th
 bench/quality.py read it like any prepared corpus. What does not fit in --max-mib is left out, listed in the
 report: validation first (--val-minutes in all, an equal share from the middle of each validation track), then
 whole training tracks in an order that mixes the sources. The licences folder goes along.
+
+--part K packs the same validation audio with the training tracks that come after parts 1 to K-1 in that order, so
+that a run resumed call after call on parts 1, 2, 3 sees that much more music, scored on the same windows.
 """
 
 import argparse
@@ -40,45 +44,64 @@ def unpacked_codes(blob: bytes) -> np.ndarray:
     return np.cumsum(np.frombuffer(lzma.decompress(blob), dtype=np.uint8), dtype=np.uint8)
 
 
-def pack(corpus: Path, out: Path, max_mib: float, val_minutes: float, log=print) -> dict:
-    """Pack what fits of the corpus into `out`; returns the index (also written as out/pack.json)."""
+def pack(corpus: Path, out: Path, max_mib: float, val_minutes: float, part: int = 1, log=print) -> dict:
+    """Pack what fits of the corpus into `out` (its `part`-th share of the training tracks); returns the index (also
+    written as out/pack.json)."""
+    if part < 1:
+        raise UserError(f"--part {part}: parts count from 1.")
     tracks = list_tracks(corpus)
     if out.resolve() == corpus.resolve():
         raise UserError(f"--out {out} is the corpus itself; pack into another folder.")
-    out.mkdir(parents=True, exist_ok=True)
-    budget, used = max_mib * 2**20, 0
     val = [t for t in tracks if t.split == "val"]
     val_share = val_minutes * 60 / len(val)  # seconds from each validation track
     train = sorted((t for t in tracks if t.split == "train"), key=lambda t: hashlib.sha256(t.id.encode()).digest())
-    entries, left_out = [], []
-    for track in val + train:
-        if budget - used < budget / 100:  # full: the rest is left out unread
-            left_out.append(track.id)
-            continue
-        audio, rate = read_wav(track.path)
-        if track.split == "val" and len(audio) > val_share * rate:
-            start = (len(audio) - int(val_share * rate)) // 2
-            audio = audio[start : start + int(val_share * rate)]
-        blob = packed_codes(mu_law_encode(audio).numpy().astype(np.uint8))
-        if used + len(blob) > budget:
-            left_out.append(track.id)
-            continue
+    taken: set[str] = set()  # training tracks of the earlier parts
+    for earlier in range(1, part + 1):
+        chosen = fill(val + [t for t in train if t.id not in taken], max_mib * 2**20, val_share)
+        if not any(track.split == "train" for track, *_ in chosen):
+            raise UserError(
+                f"--part {part}: no training track is left for part {earlier}; {corpus} fills {earlier - 1} "
+                f"part(s) of --max-mib {max_mib:g}."
+            )
+        taken |= {track.id for track, *_ in chosen if track.split == "train"}
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for track, samples, rate, blob in chosen:
         write_bytes_atomic(out / f"{track.id}.xz", blob)
-        used += len(blob)
-        entries.append({"id": track.id, "split": track.split, "samples": len(audio), "sample_rate": rate})
+        entries.append({"id": track.id, "split": track.split, "samples": samples, "sample_rate": rate})
     if (corpus / LICENSES).is_dir():
         shutil.copytree(corpus / LICENSES, out / LICENSES, dirs_exist_ok=True)
-    index = {"source": str(corpus), "tracks": entries, "left_out": left_out, "mib": used / 2**20}
-    write_text_atomic(out / INDEX, json.dumps(index, indent=1) + "\n")
     kept = {e["id"] for e in entries}
+    used = sum(len(blob) for *_, blob in chosen)
+    left_out = [t.id for t in tracks if t.id not in kept]
+    index = {"source": str(corpus), "part": part, "tracks": entries, "left_out": left_out, "mib": used / 2**20}
+    write_text_atomic(out / INDEX, json.dumps(index, indent=1) + "\n")
     for stale in out.glob("*.xz"):  # from an earlier pack into this folder: it would only add to the carry
         if stale.stem not in kept:
             stale.unlink()
     for split in ("train", "val"):
         hours = sum(e["samples"] / e["sample_rate"] for e in entries if e["split"] == split) / 3600
         log(f"{split}: {sum(e['split'] == split for e in entries)} tracks, {hours:.2f} hours")
-    log(f"{used / 2**20:.1f} MiB in {out}; left out {len(left_out)} of {len(tracks)} tracks")
+    log(f"{used / 2**20:.1f} MiB in {out} (part {part}); left out {len(left_out)} of {len(tracks)} tracks")
     return index
+
+
+def fill(tracks: list, budget: float, val_share: float) -> list[tuple]:
+    """(track, samples, sample rate, packed codes) for the tracks that fit in `budget` bytes, in order, skipping one
+    that does not fit; a validation track gives `val_share` seconds from its middle."""
+    chosen, used = [], 0
+    for track in tracks:
+        if budget - used < budget / 100:  # full: the rest is left unread
+            break
+        audio, rate = read_wav(track.path)
+        if track.split == "val" and len(audio) > val_share * rate:
+            start = (len(audio) - int(val_share * rate)) // 2
+            audio = audio[start : start + int(val_share * rate)]
+        blob = packed_codes(mu_law_encode(audio).numpy().astype(np.uint8))
+        if used + len(blob) <= budget:
+            chosen.append((track, len(audio), rate, blob))
+            used += len(blob)
+    return chosen
 
 
 def unpack(packed: Path, out: Path, log=print) -> Path:
@@ -113,12 +136,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-mib", type=float, default=40.0, help="the pack's size at most (MiB)")
     parser.add_argument("--val-minutes", type=float, default=10.0, help="validation audio kept at most")
+    parser.add_argument("--part", type=int, default=1, help="the training tracks after parts 1 to PART-1 (default 1)")
     args = parser.parse_args()
     try:
         if args.unpack:
             unpack(args.unpack, args.out)
         elif args.corpus:
-            pack(args.corpus, args.out, args.max_mib, args.val_minutes)
+            pack(args.corpus, args.out, args.max_mib, args.val_minutes, args.part)
         else:
             parser.error("give a corpus folder to pack, or --unpack PACK")
     except UserError as err:

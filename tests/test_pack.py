@@ -50,6 +50,25 @@ def test_pack_keeps_to_its_size_and_validation_minutes(corpus, tmp_path):
     assert packed == {e["id"] for e in smaller["tracks"]}, "a pack into the same folder leaves no stale tracks"
 
 
+def test_parts_hold_other_training_tracks_and_the_same_validation_audio(corpus, tmp_path):
+    from data_prep.pack import pack, unpack
+
+    full = pack(corpus, tmp_path / "full", max_mib=64, val_minutes=1, log=lambda *_: None)
+    train_mib = full["mib"] * sum(e["split"] == "train" for e in full["tracks"]) / len(full["tracks"])
+    size = full["mib"] - train_mib * 2 / 3  # the validation audio and about a third of the training tracks
+    parts = [pack(corpus, tmp_path / f"part{k}", size, 1, part=k, log=lambda *_: None) for k in (1, 2)]
+    train = [{e["id"] for e in p["tracks"] if e["split"] == "train"} for p in parts]
+    assert train[0] and train[1] and not train[0] & train[1]
+    assert train[0] | train[1] < {e["id"] for e in full["tracks"] if e["split"] == "train"}
+    val = []
+    for k in (1, 2):
+        there = unpack(tmp_path / f"part{k}", tmp_path / f"there{k}", log=lambda *_: None)
+        val.append({i: codes for i, (split, codes) in training_codes(there).items() if split == "val"})
+    assert val[0] == val[1] and len(val[0]) == sum(e["split"] == "val" for e in full["tracks"])
+    with pytest.raises(UserError, match=r"--part 9: no training track is left for part \d; .* fills \d part"):
+        pack(corpus, tmp_path / "part9", size, 1, part=9, log=lambda *_: None)
+
+
 def test_unpack_names_what_is_missing_or_damaged(corpus, tmp_path):
     from data_prep.pack import pack, unpack
 
