@@ -20,8 +20,8 @@
 #
 # Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/generation.py (every backend x
 # batch 1/16/256 x 20/30 layers, beside the plain PyTorch cached step, eager and in CUDA graphs) and
-# bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside a plain
-# compiled bf16 loop). Its steps are limited to about 10 minutes in all, part 2's to about 9; GPU_CHECK_SECONDS
+# bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside plain
+# compiled bf16 loops of the textbook WaveNet and of the project's model). Its steps are limited to about 10 minutes in all, part 2's to about 9; GPU_CHECK_SECONDS
 # (below) keeps each inside a call of 600 s.
 # Part 2: first what needs no training: the stream's renderer with the best GPU backend on an untrained base for
 # 60 s beside a playout that takes audio at real time (no encoder: that machine has no ffmpeg),
@@ -99,9 +99,10 @@ if [ -n "$dry" ]; then
     train_variants=()
 else
     device=cuda models="base20 base" batches="1 16 256" target=16384 batch=16 train_model=base render_seconds=60
-    # the goal's pair first (the project's compiled bf16 step beside the plain compiled bf16 loop): the last step of
-    # part 1 gets what is left of its budget, and a bench cut short keeps the rows it finished
-    train_variants=(--variants bf16+compile plain-bf16+compile bf16 fp32 bf16+compile-layerwise)
+    # the goal's pair first (the project's compiled bf16 step beside the textbook WaveNet's compiled bf16 loop), then
+    # the same model in a plain loop: the last step of part 1 gets what is left of its budget, and a bench cut short
+    # keeps the rows it finished
+    train_variants=(--variants bf16+compile textbook-bf16+compile plain-bf16+compile bf16 fp32 bf16+compile-layerwise)
 fi
 
 if [ "$part" = 1 ]; then
