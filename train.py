@@ -1,6 +1,7 @@
 """Train a WaveNet: python train.py +exp=demo (see README.md for recipes; torchrun for several GPUs)."""
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def main(cfg: DictConfig) -> float:
         torch._dynamo.reset()  # a multirun runs every job in this process: start each one clean
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    if result.stopped_by:
+        if dist.is_main:
+            log.warning(
+                f"{signal.Signals(result.stopped_by).name}: stopped at step {result.steps} of {cfg.train.max_steps}, "
+                f"saved in {run_dir / 'checkpoints'}; continue with train.resume=auto"
+            )
+        sys.exit(128 + result.stopped_by)  # as a process ended by that signal
     log.info(
         f"done: best val/nll_bits {result.best_val_bits:.3f} (order-0 baseline {result.unigram_bits:.3f}); "
         f"checkpoints in {run_dir / 'checkpoints'}"

@@ -33,7 +33,8 @@
 # GPU_CHECK_SECONDS=150 bash bench/gpu_check.sh 2 with timeout_s 170. The next session runs part 2 whole.
 # quality VARIANT: one variant of bench/quality.py at the GPU scale (base, 7 minutes), a call each, since two do not
 # fit in one; the report joins them (same corpus, same validation windows). ship: train.py on the packed real music
-# for about 8 minutes a call, checkpointing every 1000 steps, so that the next call resumes where it stopped.
+# for what is left of the call (about 9 minutes), checkpointing every 1000 steps and at the SIGTERM of its time
+# limit, so that the next call resumes at the step where this one stopped.
 # Each step has its own time limit and its exit status is recorded; a failing step does not stop the others. The
 # part as a whole keeps within GPU_CHECK_SECONDS (default 580): a step gets what is left of it if that is less than
 # its own limit, and one that would get under 15 s is skipped and recorded so, so that the part ends, with its
@@ -172,7 +173,7 @@ elif [ "$part" = quality ] || [ "$part" = ship ]; then
         run=$work/ship
         mkdir -p "$run/checkpoints"
         [ -f .gpu/ship/last.pt ] && cp .gpu/ship/last.pt "$run/checkpoints/" && cp .gpu/ship/metrics.jsonl "$run/"
-        step train "${SHIP_SECONDS:-480}" "$python" train.py "${train[@]}" data=folder "data.source=$work/corpus" \
+        step train "${SHIP_SECONDS:-600}" "$python" train.py "${train[@]}" data=folder "data.source=$work/corpus" \
             "data.cache_dir=$work/cache" logger=none name=ship "hydra.run.dir=$run" train.resume=auto
         mkdir -p "$OUT/ship"
         cp "$run"/checkpoints/last.pt "$run"/checkpoints/best.pt "$run"/metrics.jsonl "$OUT/ship/" 2>/dev/null

@@ -2,27 +2,21 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from tests.conftest import FAST_TRAIN, ROOT
+from tests.conftest import FAST_TRAIN, ROOT, wait_for
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py")]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # TMPDIR: see conftest.child_tmpdir
 
 
 def torchrun(*overrides: str, cwd) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(ROOT / "train.py"),
-        *overrides,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # TMPDIR: see conftest.child_tmpdir
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([*TORCHRUN, *overrides], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -59,3 +53,40 @@ def test_two_process_ddp_trains_saves_once_and_resumes_on_the_same_curve(corpus,
 
 def without_timing(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "train/samples_per_s"} for r in rows]
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_rank_at_one_step_saved_once(corpus, tmp_path):
+    """torchrun passes a SIGTERM (SLURM's, say) on to its workers: the ranks agree on a step, rank 0 saves it."""
+    common = [
+        *FAST_TRAIN,
+        f"data.source={corpus}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "train.max_steps=5000",
+        "train.log_interval=5",
+        "train.val_interval=1000",
+        "train.sample_interval=100000",
+        "name=stopped",
+    ]
+    run_dir = tmp_path / "runs" / "stopped"
+    proc = subprocess.Popen(
+        [*TORCHRUN, *common], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+    def logged_steps() -> int:
+        try:
+            return len([r for r in metrics(run_dir) if "train/loss" in r])
+        except (OSError, ValueError):  # not there yet, or a line half written
+            return 0
+
+    wait_for(lambda: logged_steps() >= 2, 300, "two logged intervals")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    stopped_at = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert stopped_at % 5 == 0 and 10 <= stopped_at < 5000, "at a log interval, where the ranks agree"
+    assert out.count(f"SIGTERM: stopped at step {stopped_at} of 5000") == 1, out
+
+    resumed = torchrun(*common, "train.resume=auto", f"train.stop_at={stopped_at + 5}", cwd=tmp_path)
+    assert f"at step {stopped_at}" in resumed.stdout + resumed.stderr
+    steps = [r["step"] for r in metrics(run_dir) if "train/loss" in r]
+    assert steps == list(range(5, stopped_at + 10, 5)), "one writer, and the curve goes on from the saved step"

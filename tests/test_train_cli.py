@@ -1,4 +1,4 @@
-"""train.py as a user runs it: a run directory, exact resume after SIGKILL, clear errors."""
+"""train.py as a user runs it: a run directory, exact resume after SIGKILL or SIGTERM, clear errors."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import FAST_TRAIN, ROOT, run_script
+from tests.conftest import FAST_TRAIN, ROOT, run_script, wait_for
 from wavenet.data import build_shards, list_tracks, validation_windows
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.training import nll_bits, warmup_cosine
@@ -64,6 +64,51 @@ def test_resume_after_sigkill_continues_the_same_curve(corpus, tmp_path):
     straight, killed = losses(tmp_path / "runs" / "straight"), losses(tmp_path / "runs" / "killed")
     assert sorted(killed) == list(range(1, 11))
     assert killed == straight
+
+
+def test_sigterm_stops_with_a_checkpoint_of_the_step_reached_and_resume_continues_the_same_curve(corpus, tmp_path):
+    """What SLURM before a time limit, a device call's limit or `kill` do: the step in flight ends, is saved, and the
+    run resumes from there, not from its last validation."""
+    common = [
+        *FAST_TRAIN,
+        f"data.source={corpus}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "train.max_steps=5000",
+        "train.log_interval=1",
+        "train.val_interval=1000",
+        "train.sample_interval=100000",
+    ]
+    run_dir = tmp_path / "runs" / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *common, "name=stopped"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    wait_for(lambda: len(finished_steps(run_dir)) >= 3, 120, "three training steps")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    stopped_at = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert 3 <= stopped_at < 5000 and sorted(losses(run_dir)) == list(range(1, stopped_at + 1))
+    assert f"SIGTERM: stopped at step {stopped_at} of 5000" in out and "continue with train.resume=auto" in out
+
+    resumed = run_script(
+        "train.py", *common, "name=stopped", "train.resume=auto", f"train.stop_at={stopped_at + 3}", cwd=tmp_path
+    )
+    assert f"at step {stopped_at}" in resumed.stdout + resumed.stderr
+    run_script("train.py", *common, "name=straight", f"train.stop_at={stopped_at + 3}", cwd=tmp_path)
+    assert losses(run_dir) == losses(tmp_path / "runs" / "straight")
+
+
+def finished_steps(run_dir) -> list[int]:
+    """The steps metrics.jsonl holds so far, while another process writes it."""
+    try:
+        return sorted(losses(run_dir))
+    except (OSError, ValueError):  # not there yet, or a line half written
+        return []
 
 
 def test_existing_run_is_not_overwritten_without_resume(trained_run):

@@ -57,6 +57,14 @@ def mean_across_ranks(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value
 
 
+def max_across_ranks(value: int, info: DistInfo, device: torch.device) -> int:
+    if not info.enabled:
+        return value
+    box = torch.tensor(value, device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return int(box)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

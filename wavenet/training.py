@@ -17,13 +17,14 @@ from wavenet.audio import mu_law_decode, write_spectrogram_png, write_wav
 from wavenet.checkpoint import CheckpointDir, load_checkpoint
 from wavenet.data import build_shards, corpus_folder, list_tracks, train_batch, unigram_bits, validation_windows
 from wavenet.device import resolve_device
-from wavenet.distributed import DistInfo, barrier, mean_across_ranks
+from wavenet.distributed import DistInfo, barrier, max_across_ranks, mean_across_ranks
 from wavenet.errors import UserError
 from wavenet.files import write_text_atomic
 from wavenet.generation import generate
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.progress import Progress
 from wavenet.secrets import redact
+from wavenet.stopping import StopSignals
 from wavenet.storage import S3Settings
 from wavenet.tracking import Tracker
 
@@ -102,6 +103,7 @@ class TrainResult:
     best_val_bits: float
     unigram_bits: float
     steps: int
+    stopped_by: int = 0  # the signal that stopped the run before its last step, with a checkpoint there
 
 
 def _step_of(line: str) -> float:
@@ -336,18 +338,20 @@ class Trainer:
         return loss, grad_norm
 
     def fit(self, make_tracker=None) -> TrainResult:
-        """Train to train.max_steps (or train.stop_at); make_tracker(run_id) builds rank 0's tracker."""
+        """Train to train.max_steps (or train.stop_at, or a SIGTERM or SIGINT, which stop after the step in flight
+        with a checkpoint); make_tracker(run_id) builds rank 0's tracker."""
         cfg = self.cfg.train
         if self.resume_from is not None:
             self.restore(self.resume_from)
         if self.dist.is_main and make_tracker is not None:
             self.tracker = make_tracker(self.tracker_run_id)
         try:
-            return self._loop(cfg)
+            with StopSignals() as signals:
+                return self._loop(cfg, signals)
         finally:
             self.tracker.finish()
 
-    def _loop(self, cfg) -> TrainResult:
+    def _loop(self, cfg, signals: StopSignals) -> TrainResult:
         main = self.dist.is_main
         log.info(
             f"model: {self.model.num_parameters():,} parameters, receptive field {self.rf} samples "
@@ -359,7 +363,8 @@ class Trainer:
         self.model.train()
         bar = Progress(cfg.max_steps, "train", unit="steps", initial=self.step, enabled=cfg.progress and main)
         loss_sum, loss_count, t0 = torch.zeros((), device=self.device), 0, time.perf_counter()
-        while self.step < last_step:
+        stopped_by = 0
+        while self.step < last_step and not stopped_by:
             try:
                 loss, grad_norm = self.train_step()
             except torch.cuda.OutOfMemoryError as err:
@@ -401,6 +406,12 @@ class Trainer:
                 wav, image = self.write_sample()
                 self.tracker.log_sample(wav, image, self.step)
                 bar.write(f"step {self.step}: wrote {wav}")
+
+            # ranks agree at each log interval, so that all of them stop at one step
+            if not self.dist.enabled or self.step % cfg.log_interval == 0:
+                stopped_by = max_across_ranks(signals.received, self.dist, self.device)
+            if stopped_by and self.step < last_step and main and self.step % cfg.val_interval:
+                self.save(is_best=False)  # unless validation has just saved this step
         bar.close()
         barrier(self.dist)
-        return TrainResult(self.best_val, self.unigram_bits, self.step)
+        return TrainResult(self.best_val, self.unigram_bits, self.step, stopped_by if self.step < last_step else 0)
