@@ -18,16 +18,18 @@
 #                numpy, scipy, pillow and tqdm, as the GPU image does, and wheels for its Python version:
 #                python bench/gpu_carry.py --python 3.12 3.11 for a 3.11 venv)
 #
-# Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/generation.py (every backend x
-# batch 1/16/256 x 20/30 layers, beside the plain PyTorch cached step, eager and in CUDA graphs) and
-# bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16, bf16 + compile, beside plain
-# compiled bf16 loops of the textbook WaveNet and of the project's model). Its steps are limited to about 10 minutes in all, part 2's to about 9; GPU_CHECK_SECONDS
-# (below) keeps each inside a call of 600 s.
+# Part 1: the gpu tests (the persistent kernel's in a step of their own), bench/generation.py (the graph and
+# Triton backends and the cached engine x batch 1/256/16 x 30/20 layers, beside the plain PyTorch cached step,
+# eager and in CUDA graphs) and bench/train_throughput.py (base, 16 x 16384: the project's step in fp32, bf16,
+# bf16 + compile, beside plain compiled bf16 loops of the textbook WaveNet and of the project's model). Each bench
+# runs the goals' rows first. Its steps are limited to about 10 minutes in all, part 2's to about 11;
+# GPU_CHECK_SECONDS (below) keeps each inside a call of 600 s.
 # Part 2: first what needs no training: the stream's renderer with the best GPU backend on an untrained base for
-# 60 s beside a playout that takes audio at real time (no encoder: that machine has no ffmpeg),
-# bench/persistent_profile.py (the persistent kernel's phases, block by block) and bench/handoff.py (one hand-off
-# between SMs, through L2 and through a cluster's shared memory); then end to end: train.py on the synthetic
-# corpus for about two minutes, generate.py from its checkpoint, and the renderer on that checkpoint for 20 s.
+# 60 s beside a playout that takes audio at real time (no encoder: that machine has no ffmpeg), the persistent
+# kernel in bench/generation.py beside the plain reference, bench/persistent_profile.py (its phases, block by
+# block) and bench/handoff.py (one hand-off between SMs, through L2 and through a cluster's shared memory); then
+# end to end: train.py on the synthetic corpus for about two minutes, generate.py from its checkpoint, and the
+# renderer on that checkpoint for 20 s.
 # A session's 15 minutes of device time hold part 1 and the start of part 2: right after part 1 returns, while the
 # machine is warm (it waits 30 s), run part 2 with what status says is left, less a minute: for example
 # GPU_CHECK_SECONDS=150 bash bench/gpu_check.sh 2 with timeout_s 170. The next session runs part 2 whole.
@@ -55,7 +57,8 @@ trap 'rm -rf "$work"' EXIT
 note() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
 
 # step NAME SECONDS COMMAND...: run with a limit (its own, or what is left of the part's budget), output into the
-# part's log, status into steps-partN.jsonl
+# part's log, status into steps-partN.jsonl. At the limit the command gets SIGTERM, or $STEP_SIGNAL (pytest takes
+# SIGINT as a Ctrl-C: it reports the tests it ran, their failures too, and writes its junit XML), then SIGKILL 5 s on
 step() {
     local name=$1 limit=$2 start rc left
     shift 2
@@ -68,7 +71,7 @@ step() {
     [ "$left" -lt "$limit" ] && limit=$left
     note "$name (at most ${limit} s): $*"
     start=$(date +%s)
-    timeout -k 5 "$limit" "$@" >>"$log" 2>&1
+    timeout -s "${STEP_SIGNAL:-TERM}" -k 5 "$limit" "$@" >>"$log" 2>&1
     rc=$?
     note "$name: exit $rc after $(($(date +%s) - start)) s"
     printf '{"step": "%s", "exit": %d, "seconds": %d}\n' "$name" "$rc" "$(($(date +%s) - start))" >>"$OUT/steps-part$part.jsonl"
@@ -97,9 +100,13 @@ EOF
 
 if [ -n "$dry" ]; then
     device=cpu models="tiny" batches="1 4" target=512 batch=2 train_model=tiny render_seconds=5
-    train_variants=()
+    train_variants=() backends=()
 else
-    device=cuda models="base20 base" batches="1 16 256" target=16384 batch=16 train_model=base render_seconds=60
+    # the goals' rows first (30 layers, one stream and 256), so that a bench cut short at its limit has them
+    device=cuda models="base base20" batches="1 256 16" target=16384 batch=16 train_model=base render_seconds=60
+    # the plain reference first, then what the first-light issue asks of graph and Triton; the persistent kernel's
+    # rows run in part 2, in a process of their own (a fault there leaves the process's GPU context unusable)
+    backends=(--backends plain-graph graph triton triton-bf16 plain cached triton:spread triton-bf16:spread naive)
     # the goal's pair first (the project's compiled bf16 step beside the textbook WaveNet's compiled bf16 loop), then
     # the same model in a plain loop: the last step of part 1 gets what is left of its budget, and a bench cut short
     # keeps the rows it finished
@@ -108,23 +115,26 @@ fi
 
 if [ "$part" = 1 ]; then
     if [ -z "$dry" ]; then
-        step gpu-tests 120 "$python" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" tests/test_generation.py
+        tests=(-m pytest -m gpu -v --tb=short --durations=20 -p no:cacheprovider)  # -v: each result as it comes
+        STEP_SIGNAL=INT step gpu-tests 120 "$python" "${tests[@]}" --junitxml="$OUT/gpu-tests.xml" tests/test_generation.py
         # the persistent kernel's first run on a GPU: in a process of its own, so that a fault cannot stop the rest
-        step persistent-tests 90 "$python" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT/persistent-tests.xml" \
+        STEP_SIGNAL=INT step persistent-tests 90 "$python" "${tests[@]}" --junitxml="$OUT/persistent-tests.xml" \
             tests/test_persistent.py
     fi
     step generation 200 "$python" bench/generation.py --device "$device" --models $models --batches $batches \
-        --seconds 0.5 --json "$OUT/generation.json"
+        "${backends[@]}" --seconds 0.5 --json "$OUT/generation.json"
     step train-throughput 200 "$python" bench/train_throughput.py --device "$device" --model "$train_model" \
         --batch "$batch" --target "$target" --steps 10 --warmup 3 "${train_variants[@]}" --json "$OUT/train-throughput.json"
 elif [ "$part" = 2 ]; then
     # the steps that need no training first, so that a short call (what is left of a session after part 1) has them:
-    # the stream's renderer on the model the station airs (untrained: the speed is the same), the persistent kernel's
-    # phases (its profiling build), and one hand-off between SMs, through L2 (as persistent.cu does) and through a
-    # cluster's shared memory
+    # the stream's renderer on the model the station airs (untrained: the speed is the same), the persistent kernel
+    # in bench/generation.py beside the plain reference, its phases (its profiling build), and one hand-off between
+    # SMs, through L2 (as persistent.cu does) and through a cluster's shared memory
     step render 120 "$python" bench/stream_render.py --model "$train_model" --seconds "$render_seconds" \
         --json "$OUT/stream-render.json"
     if [ -z "$dry" ]; then
+        step generation-persistent 120 "$python" bench/generation.py --models $models --batches $batches \
+            --backends plain-graph persistent persistent-bf16 --seconds 0.5 --json "$OUT/generation-persistent.json"
         step persistent-profile 60 "$python" bench/persistent_profile.py --models base --batches 1 16 \
             --json "$OUT/persistent-profile.json"
         step handoff 60 "$python" bench/handoff.py --json "$OUT/handoff.json"
