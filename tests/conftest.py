@@ -37,6 +37,16 @@ FAST_TRAIN = [
 ]
 
 
+def fast_training(corpus: Path, cache: Path, **train) -> list[str]:
+    """FAST_TRAIN on `corpus`, its shards cached in `cache`, and train.KEY=VALUE for each keyword."""
+    return [
+        *FAST_TRAIN,
+        f"data.source={corpus}",
+        f"data.cache_dir={cache}",
+        *(f"train.{k}={v}" for k, v in train.items()),
+    ]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def child_tmpdir(tmp_path_factory):
     """The processes the tests start keep their temporary files under pytest's folder rather than in /tmp: one that a

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import FAST_TRAIN, ROOT, wait_for
+from tests.conftest import ROOT, fast_training, wait_for
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py")]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # TMPDIR: see conftest.child_tmpdir
@@ -27,15 +27,9 @@ def metrics(run_dir) -> list[dict]:
 
 @pytest.mark.slow
 def test_two_process_ddp_trains_saves_once_and_resumes_on_the_same_curve(corpus, tmp_path):
-    common = [
-        *FAST_TRAIN,
-        f"data.source={corpus}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "train.max_steps=6",
-        "train.log_interval=1",
-        "train.val_interval=3",
-        "train.sample_interval=1000",
-    ]
+    common = fast_training(
+        corpus, tmp_path / "cache", max_steps=6, log_interval=1, val_interval=3, sample_interval=1000
+    )
     torchrun(*common, "name=straight", cwd=tmp_path)
     torchrun(*common, "name=split", "train.stop_at=3", cwd=tmp_path)
     resumed = torchrun(*common, "name=split", "train.resume=auto", cwd=tmp_path)
@@ -59,13 +53,9 @@ def without_timing(rows: list[dict]) -> list[dict]:
 def test_sigterm_to_torchrun_stops_every_rank_at_one_step_saved_once(corpus, tmp_path):
     """torchrun passes a SIGTERM (SLURM's, say) on to its workers: the ranks agree on a step, rank 0 saves it."""
     common = [
-        *FAST_TRAIN,
-        f"data.source={corpus}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "train.max_steps=5000",
-        "train.log_interval=5",
-        "train.val_interval=1000",
-        "train.sample_interval=100000",
+        *fast_training(
+            corpus, tmp_path / "cache", max_steps=5000, log_interval=5, val_interval=1000, sample_interval=10**5
+        ),
         "name=stopped",
     ]
     run_dir = tmp_path / "runs" / "stopped"

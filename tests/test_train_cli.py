@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import FAST_TRAIN, ROOT, run_script, wait_for
+from tests.conftest import FAST_TRAIN, ROOT, fast_training, run_script, wait_for
 from wavenet.data import build_shards, list_tracks, validation_windows
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.training import nll_bits, warmup_cosine
@@ -31,15 +31,9 @@ def test_run_directory_holds_config_metrics_checkpoints_and_audio(trained_run):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_continues_the_same_curve(corpus, tmp_path):
-    common = [
-        *FAST_TRAIN,
-        f"data.source={corpus}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "train.max_steps=10",
-        "train.log_interval=1",
-        "train.val_interval=5",
-        "train.sample_interval=1000",
-    ]
+    common = fast_training(
+        corpus, tmp_path / "cache", max_steps=10, log_interval=1, val_interval=5, sample_interval=1000
+    )
     run_script("train.py", *common, "name=straight", cwd=tmp_path)
 
     cmd = [sys.executable, str(ROOT / "train.py"), *common, "name=killed"]
@@ -69,15 +63,9 @@ def test_resume_after_sigkill_continues_the_same_curve(corpus, tmp_path):
 def test_sigterm_stops_with_a_checkpoint_of_the_step_reached_and_resume_continues_the_same_curve(corpus, tmp_path):
     """What SLURM before a time limit, a device call's limit or `kill` do: the step in flight ends, is saved, and the
     run resumes from there, not from its last validation."""
-    common = [
-        *FAST_TRAIN,
-        f"data.source={corpus}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "train.max_steps=5000",
-        "train.log_interval=1",
-        "train.val_interval=1000",
-        "train.sample_interval=100000",
-    ]
+    common = fast_training(
+        corpus, tmp_path / "cache", max_steps=5000, log_interval=1, val_interval=1000, sample_interval=10**5
+    )
     run_dir = tmp_path / "runs" / "stopped"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *common, "name=stopped"],
