@@ -6,7 +6,7 @@ DEMO_RUN ?= demo
 SYSTEM_PACKAGES := ffmpeg nginx libnginx-mod-rtmp fonts-dejavu-core chromium g++ ninja-build
 HLS_JS := 1.7.4
 
-.PHONY: system setup demo test test-slow lint bench gpu-carry vendor-hls
+.PHONY: system setup demo test test-slow lint bench gpu-carry gpu-corpus vendor-hls
 
 # ffmpeg (decoding, the stream), nginx with the RTMP module (the tests' local ingest), a font for the overlay text,
 # Chromium (the browser the site's tests drive headless), and g++ with ninja (the `cpu` generation backend's C++).
@@ -57,6 +57,15 @@ bench: setup
 # to the device and run `bash bench/gpu_check.sh 1`, then `2`, there: see docs/PERFORMANCE.md and docs/QUALITY.md).
 gpu-carry: setup
 	$(PY) bench/gpu_carry.py
+
+# The real music for the device's `quality` and `ship` calls: the game soundtracks, fetched if missing, packed into
+# three parts of 40 MiB with the same validation audio (.gpu/corpus, .gpu/corpus-2, -3; 4 min 21 s on 2 cores,
+# measured, and 2 min 22 s more to fetch and prepare the soundtracks).
+gpu-corpus: setup
+	test -f data/game_music/manifest.jsonl || $(PY) -m data_prep.game_music --out data/game_music
+	$(PY) -m data_prep.pack data/game_music --out .gpu/corpus
+	$(PY) -m data_prep.pack data/game_music --out .gpu/corpus-2 --part 2
+	$(PY) -m data_prep.pack data/game_music --out .gpu/corpus-3 --part 3
 
 # The station's page serves hls.js from the package (no CDN): refresh the vendored copy from npm (needs npm).
 vendor-hls:

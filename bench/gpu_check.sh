@@ -3,15 +3,14 @@
 #
 #   here:        python bench/gpu_carry.py       (the wheels that machine lacks: .gpu/wheels, .gpu/wheels-tests)
 #   there:       bash bench/gpu_check.sh 1; bash bench/gpu_check.sh 2    (carry .gpu/wheels, .gpu/wheels-tests)
-#   music:       python -m data_prep.pack data/game_music --out .gpu/corpus             (here: 40 MiB of real music)
+#   music:       make gpu-corpus    (here: the game soundtracks in three packs of 40 MiB, .gpu/corpus, -2, -3)
 #                bash bench/gpu_check.sh quality baseline; ... quality recipe    (there, carry .gpu/wheels and
 #                .gpu/corpus; then here: python bench/quality.py --report A/results.json B/results.json)
 #                bash bench/gpu_check.sh ship   (there, carry .gpu/wheels, .gpu/corpus and .gpu/ship: base on the
 #                real music, resumed from .gpu/ship/last.pt if carried; for the next call copy $OUT/ship's last.pt
 #                and metrics.jsonl to .gpu/ship, and its best.pt, if one came back, out of .gpu: only a call that
 #                improved validation writes one, and two checkpoints would not fit the carry). Its N-th call
-#                trains on other music, scored on the same validation audio: here
-#                python -m data_prep.pack data/game_music --out .gpu/corpus-N --part N, there
+#                (N = 2, 3) trains on other music, scored on the same validation audio:
 #                GPU_CHECK_PACK=.gpu/corpus-N bash bench/gpu_check.sh ship, carrying .gpu/corpus-N instead
 #   dry run:     PYTHON=<a venv's python> GPU_CHECK_DRY=1 bash bench/gpu_check.sh 1   (CPU, tiny sizes: the
 #                plumbing only; it installs the wheels into that Python, so give it a venv holding only torch,
