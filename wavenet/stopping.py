@@ -18,7 +18,7 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # Python sets handlers only there
             for sig in self.signals:
-                if signal.getsignal(sig) is signal.SIG_IGN:  # ignored by whoever started us (nohup): it stays so
+                if signal.getsignal(sig) is signal.SIG_IGN:  # as a background job's SIGINT: it stays ignored
                     continue
                 previous = signal.signal(sig, self._handle)
                 self._previous[sig] = signal.SIG_DFL if previous is None else previous  # None: set outside Python
