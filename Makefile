@@ -54,7 +54,7 @@ bench: setup
 	$(PY) bench/generation.py
 
 # What a bare GPU machine lacks for bench/gpu_check.sh, as wheels in .gpu/wheels and .gpu/wheels-tests (carry both
-# to the device and run `bash bench/gpu_check.sh 1`, then `2`, there: see docs/PERFORMANCE.md and docs/QUALITY.md).
+# to the device and run `bash bench/gpu_check.sh 1 2` there: see docs/PERFORMANCE.md and docs/QUALITY.md).
 gpu-carry: setup
 	$(PY) bench/gpu_carry.py
 
