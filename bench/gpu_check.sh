@@ -4,7 +4,8 @@
 #   here:        python bench/gpu_carry.py       (the wheels that machine lacks: .gpu/wheels, .gpu/wheels-tests)
 #   there:       bash bench/gpu_check.sh 1 2    (carry .gpu/wheels, .gpu/wheels-tests; part 1, then part 2 in
 #                what is left of the call's budget; `2` alone in the next call, GPU_CHECK_SKIP="render ..." for the
-#                steps that came back already)
+#                steps that came back already); then here: python bench/gpu_report.py <the returned folders>
+#                --out docs/perf/<date>-<device>.json (one record, and the tables for docs/PERFORMANCE.md)
 #   music:       make gpu-corpus    (here: the game soundtracks in three packs of 40 MiB, .gpu/corpus, -2, -3)
 #                bash bench/gpu_check.sh quality baseline; ... quality recipe    (there, carry .gpu/wheels and
 #                .gpu/corpus; then here: python bench/quality.py --report A/results.json B/results.json)
